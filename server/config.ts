@@ -1,0 +1,31 @@
+/** Server options: defaults with units in one object, validated once by a strict schema. */
+import { z } from 'zod';
+import { BOUNDS, DEFAULTS } from '../shared/limits.ts';
+
+export const serverConfigSchema = z.strictObject({
+  host: z.string().min(1).default(DEFAULTS.host),
+  /** 0 picks a free port (tests). */
+  port: z.number().int().min(0).max(65535).default(DEFAULTS.port),
+  /** JSON tokens file; without one, dev tokens are generated and printed once. */
+  tokensFile: z.string().min(1).optional(),
+  heartbeatMs: z.number().int().min(10).max(10 * 60_000).default(DEFAULTS.heartbeatMs),
+  maxPayloadBytes: z.number().int().min(1024).max(1024 ** 3).default(DEFAULTS.maxPayloadBytes),
+  defaultTimeoutMs: z.number().int().positive().max(BOUNDS.maxTimeoutMs).default(DEFAULTS.defaultTimeoutMs),
+  /** Jobs that may wait in one pool's queue. */
+  maxQueue: z.number().int().min(0).max(1_000_000).default(DEFAULTS.maxQueue),
+  shutdownGraceMs: z.number().int().min(0).max(10 * 60_000).default(DEFAULTS.shutdownGraceMs),
+  /** Extra browser origins allowed to open the console socket. */
+  consoleOrigin: z.array(z.string()).default([]),
+  nats: z.string().optional(),
+  nodeId: z.string().min(1).max(64).optional(),
+});
+
+/** Options as a caller gives them (everything optional). */
+export type ServerOptions = z.input<typeof serverConfigSchema>;
+/** Options after validation, every default filled in. */
+export type ServerConfig = z.output<typeof serverConfigSchema>;
+
+/** Validates options; throws a ZodError naming the bad field. */
+export function parseServerConfig(options: ServerOptions): ServerConfig {
+  return serverConfigSchema.parse(options);
+}

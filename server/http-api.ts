@@ -1,0 +1,151 @@
+/**
+ * HTTP routes: dispatch, worker listings, health, readiness and metrics.
+ * Requests are checked in the order that reads the least: state, route, token,
+ * declared size — the body is read only for a request that may be served.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { decodeJson } from '../shared/codec.ts';
+import { FlowtestError } from '../shared/errors.ts';
+import { NAME_PATTERN } from '../shared/limits.ts';
+import { dispatchRequestSchema } from '../shared/protocol.ts';
+import { bearerToken, type Access, type TokenStore } from './auth.ts';
+import { errorOf, sendError, sendJson } from './http-reply.ts';
+import type { Logger } from './logger.ts';
+import type { Metrics } from './metrics.ts';
+import type { Router } from './router.ts';
+
+export interface HttpApiDeps {
+  router: Router;
+  tokens: TokenStore;
+  metrics: Metrics;
+  log: Logger;
+  maxPayloadBytes: number;
+  isShuttingDown(): boolean;
+  /** Extra routes (the console) tried before answering 404. Returns true when it answered. */
+  extraRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL) => boolean;
+}
+
+const SUITE_ROUTE = /^\/v1\/suites\/([^/]+)\/(dispatch|workers)$/;
+
+export function createHttpApi(deps: HttpApiDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    handle(deps, req, res).catch((err: unknown) => {
+      deps.log.error({ err }, 'request failed');
+      sendError(res, errorOf('internal', 'internal error'), true);
+    });
+  };
+}
+
+async function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const path = url.pathname;
+
+  if (path === '/healthz' && req.method === 'GET') return sendJson(res, 200, { status: 'ok' });
+  if (path === '/readyz' && req.method === 'GET') {
+    return deps.isShuttingDown() ? sendJson(res, 503, { status: 'shutting_down' }) : sendJson(res, 200, { status: 'ready' });
+  }
+  if (path === '/metrics' && req.method === 'GET') {
+    const text = await deps.metrics.registry.metrics();
+    res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
+    res.end(text);
+    return;
+  }
+  if (path === '/v1/workers') {
+    if (req.method !== 'GET') return methodNotAllowed(res, 'GET');
+    if (!authorize(deps, req, res, { role: 'admin' })) return;
+    return sendJson(res, 200, { workers: deps.router.listWorkers() });
+  }
+  const m = SUITE_ROUTE.exec(path);
+  if (m) {
+    const suite = decodeURIComponent(m[1]);
+    if (!NAME_PATTERN.test(suite)) return sendError(res, errorOf('invalid_request', 'suite: must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'), true);
+    if (m[2] === 'workers') {
+      if (req.method !== 'GET') return methodNotAllowed(res, 'GET');
+      if (!authorize(deps, req, res, { role: 'client', suite })) return;
+      return sendJson(res, 200, { workers: deps.router.listWorkers(suite) });
+    }
+    if (req.method !== 'POST') return methodNotAllowed(res, 'POST');
+    return dispatch(deps, req, res, suite);
+  }
+  if (deps.extraRoutes?.(req, res, url)) return;
+  sendError(res, errorOf('not_found', `no route for ${req.method} ${path}`), true);
+}
+
+function methodNotAllowed(res: ServerResponse, allow: string): void {
+  res.setHeader('allow', allow);
+  sendError(res, errorOf('method_not_allowed', `use ${allow}`), true);
+}
+
+/** Answers 401/403 itself and returns false when the token may not do `access`. */
+function authorize(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, access: Access): boolean {
+  const decision = deps.tokens.check(bearerToken(req.headers.authorization), access);
+  if (decision === 'ok') return true;
+  if (decision === 'unauthorized') sendError(res, errorOf('unauthorized', 'missing or unknown token'), true);
+  else sendError(res, errorOf('forbidden', access.role === 'admin' ? 'an admin token is required' : `token not valid for suite ${access.suite}`), true);
+  return false;
+}
+
+async function dispatch(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, suite: string): Promise<void> {
+  if (deps.isShuttingDown()) return sendError(res, errorOf('shutting_down', 'the server is shutting down'), true);
+  if (!authorize(deps, req, res, { role: 'client', suite })) return;
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (declared > deps.maxPayloadBytes) return sendError(res, tooLarge(deps.maxPayloadBytes), true);
+
+  const body = await readBody(req, deps.maxPayloadBytes);
+  if (body === 'too_large') return sendError(res, tooLarge(deps.maxPayloadBytes), true);
+  if (body === 'aborted') return;
+  const parsed = decodeJson(dispatchRequestSchema, body);
+  if (!parsed.ok) return sendError(res, errorOf('invalid_request', parsed.reason));
+
+  // The client dropping its connection before the answer cancels the job.
+  const abort = new AbortController();
+  const onClose = () => {
+    if (!res.writableFinished) abort.abort();
+  };
+  res.once('close', onClose);
+  try {
+    const result = await deps.router.dispatch(suite, parsed.value, abort.signal);
+    sendJson(res, 200, result);
+  } catch (err) {
+    if (!(err instanceof FlowtestError)) throw err;
+    if (err.code === 'cancelled' && abort.signal.aborted) return; // nobody is listening
+    sendError(res, err);
+  } finally {
+    res.off('close', onClose);
+  }
+}
+
+function tooLarge(limit: number): FlowtestError {
+  return errorOf('payload_too_large', `the request body is over ${limit} bytes`);
+}
+
+/** Reads the body up to `limit` bytes; stops reading (and lets the caller close) past it. */
+function readBody(req: IncomingMessage, limit: number): Promise<string | 'too_large' | 'aborted'> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (v: string | 'too_large' | 'aborted') => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onAbort);
+      req.off('close', onClose);
+      resolve(v);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.pause();
+        done('too_large');
+      } else chunks.push(chunk);
+    };
+    const onEnd = () => done(Buffer.concat(chunks).toString('utf8'));
+    const onAbort = () => done('aborted');
+    const onClose = () => {
+      if (!req.complete) done('aborted');
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onAbort);
+    req.on('close', onClose);
+  });
+}

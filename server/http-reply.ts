@@ -1,0 +1,47 @@
+/** Small helpers to answer HTTP requests and refused upgrades in the contract's shapes. */
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { ERROR_CODES, FlowtestError, type ErrorCode } from '../shared/errors.ts';
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...extraHeaders });
+  res.end(text);
+}
+
+/**
+ * Answers with `{error:{code,message}}`. When the request body was not read to its end,
+ * the connection is closed after the answer instead of reading the rest of it.
+ */
+export function sendError(res: ServerResponse, error: FlowtestError, bodyUnread = false): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, error.status, error.toJSON(), bodyUnread ? { connection: 'close' } : {});
+}
+
+export function errorOf(code: ErrorCode, message: string): FlowtestError {
+  return new FlowtestError(code, message);
+}
+
+/** Refuses a WebSocket upgrade with an HTTP answer and no socket. */
+export function refuseUpgrade(socket: Duplex, status: number, code: ErrorCode | null, message: string): void {
+  const body = code ? JSON.stringify({ error: { code, message } }) : '';
+  const head = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
+    'Connection: close',
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+  ];
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.once('finish', () => socket.destroy());
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+}
+
+export function statusOf(code: ErrorCode): number {
+  return ERROR_CODES[code].status;
+}

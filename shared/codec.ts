@@ -1,0 +1,59 @@
+/**
+ * The single encode/decode pair for frames and JSON bodies. Nobody else calls
+ * JSON.parse on protocol data: decoding never throws, it returns a typed result.
+ */
+import type { z } from 'zod';
+import { agentFrameSchema, serverFrameSchema, type AgentFrame, type ServerFrame } from './protocol.ts';
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+/** Close reasons are limited to 123 bytes by RFC 6455; keep them short and ASCII. */
+const MAX_REASON = 120;
+
+/** Formats the first zod issue as `field.path: message`, so an error names the field. */
+export function describeIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid';
+  const path = issue.path.map(String).join('.');
+  return path ? `${path}: ${issue.message}` : issue.message;
+}
+
+/** Parses JSON text and validates it against `schema`. */
+export function decodeJson<S extends z.ZodType>(schema: S, text: string): Decoded<z.output<S>> {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'not valid JSON' };
+  }
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) return { ok: false, reason: describeIssue(parsed.error) };
+  return { ok: true, value: parsed.data };
+}
+
+function truncate(reason: string): string {
+  return reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON - 3)}...` : reason;
+}
+
+function decodeFrame<S extends z.ZodType>(schema: S, data: unknown, isBinary: boolean): Decoded<z.output<S>> {
+  if (isBinary) return { ok: false, reason: 'binary frames are not accepted' };
+  const text = typeof data === 'string' ? data : Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : data instanceof ArrayBuffer ? Buffer.from(data).toString('utf8') : null;
+  if (text === null) return { ok: false, reason: 'unreadable frame' };
+  const result = decodeJson(schema, text);
+  return result.ok ? result : { ok: false, reason: truncate(`bad frame: ${result.reason}`) };
+}
+
+/** Decodes a frame the server received from an agent. */
+export function decodeAgentFrame(data: unknown, isBinary = false): Decoded<AgentFrame> {
+  return decodeFrame(agentFrameSchema, data, isBinary);
+}
+
+/** Decodes a frame the agent received from the server. */
+export function decodeServerFrame(data: unknown, isBinary = false): Decoded<ServerFrame> {
+  return decodeFrame(serverFrameSchema, data, isBinary);
+}
+
+/** Encodes a frame for either direction. */
+export function encodeFrame(frame: AgentFrame | ServerFrame): string {
+  return JSON.stringify(frame);
+}

@@ -1,0 +1,38 @@
+/** Protocol constants and defaults shared by server, agent and CLI. Units are in the names. */
+
+/** WebSocket subprotocol both sides must speak. */
+export const PROTOCOL_VERSION = 'flowtest.v1';
+
+/** Pattern for suite and pool names. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export const DEFAULTS = {
+  host: '0.0.0.0',
+  port: 8080,
+  heartbeatMs: 15_000,
+  maxPayloadBytes: 10 * 1024 * 1024,
+  defaultTimeoutMs: 30_000,
+  maxQueue: 1000,
+  /** Grace for jobs in flight when the server shuts down. Below Kubernetes' 30 s default. */
+  shutdownGraceMs: 25_000,
+  agentConcurrency: 8,
+  maxResponseBytes: 10 * 1024 * 1024,
+  drainTimeoutMs: 30_000,
+} as const;
+
+/** Upper bounds that keep a single value from exhausting the server. */
+export const BOUNDS = {
+  maxTimeoutMs: 10 * 60_000,
+  maxWaitForWorkerMs: 10 * 60_000,
+  maxConcurrency: 1024,
+} as const;
+
+/** Agent reconnect backoff: full jitter, 0.5 s doubling to 30 s, reset after a 10 s connection. */
+export const BACKOFF = {
+  baseMs: 500,
+  maxMs: 30_000,
+  resetAfterMs: 10_000,
+} as const;
+
+/** Path of the worker socket endpoint. */
+export const WORKER_CONNECT_PATH = '/v1/workers/connect';
