@@ -2,7 +2,6 @@
  * A protocol-level agent in the test process: a raw ws client that records frames
  * and answers only when told, so tests control every step of a job.
  */
-import { once } from 'node:events';
 import type { TestContext } from 'node:test';
 import WebSocket from 'ws';
 import { decodeServerFrame, encodeFrame } from '../../shared/codec.ts';
@@ -27,7 +26,7 @@ export class FakeAgent {
 
   constructor(readonly ws: WebSocket) {
     ws.on('error', () => {});
-    this.closed = once(ws, 'close').then(([code, reason]) => ({ code: code as number, reason: String(reason) }));
+    this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })));
     ws.on('message', (data) => {
       const decoded = decodeServerFrame(data);
       if (!decoded.ok) throw new Error(`server sent a bad frame: ${decoded.reason}`);
@@ -51,7 +50,8 @@ export class FakeAgent {
     });
     const agent = new FakeAgent(ws);
     t.after(() => ws.terminate());
-    agent.welcome = (await agent.next('welcome')) as WelcomeFrame;
+    const closedEarly = agent.closed.then(({ code }) => Promise.reject(new Error(`socket closed before welcome (${code})`)));
+    agent.welcome = await Promise.race([agent.next('welcome'), closedEarly]);
     return agent;
   }
 

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { bearerToken, TokenStore } from '../../server/auth.ts';
+
+const store = new TokenStore({
+  admin: ['admin-admin-admin'],
+  suites: { acme: { worker: ['w-acme-token'], client: ['c-acme-token'] }, beta: { client: ['c-beta-token', 'c-acme-token'] } },
+});
+
+test('roles: admin everywhere, worker and client only in their suites and roles', () => {
+  assert.equal(store.check('admin-admin-admin', { role: 'admin' }), 'ok');
+  assert.equal(store.check('admin-admin-admin', { role: 'worker', suite: 'zzz' }), 'ok');
+  assert.equal(store.check('w-acme-token', { role: 'worker', suite: 'acme' }), 'ok');
+  assert.equal(store.check('w-acme-token', { role: 'client', suite: 'acme' }), 'forbidden');
+  assert.equal(store.check('w-acme-token', { role: 'worker', suite: 'beta' }), 'forbidden');
+  assert.equal(store.check('c-acme-token', { role: 'client', suite: 'beta' }), 'ok', 'one token in two suites');
+  assert.equal(store.check('c-beta-token', { role: 'client', suite: 'acme' }), 'forbidden');
+  assert.equal(store.check('c-beta-token', { role: 'admin' }), 'forbidden');
+  assert.equal(store.check(undefined, { role: 'admin' }), 'unauthorized');
+  assert.equal(store.check('', { role: 'admin' }), 'unauthorized');
+  assert.equal(store.check('admin-admin-admiN', { role: 'admin' }), 'unauthorized');
+});
+
+test('bearerToken parses the Authorization header', () => {
+  assert.equal(bearerToken('Bearer abc'), 'abc');
+  assert.equal(bearerToken('bearer   abc '), 'abc');
+  assert.equal(bearerToken('Basic abc'), undefined);
+  assert.equal(bearerToken(undefined), undefined);
+  assert.equal(bearerToken('Bearer a b'), undefined);
+});
+
+test('tokens file: valid file loads; bad files name the problem', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'flowtest-auth-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const good = join(dir, 'good.json');
+  writeFileSync(good, JSON.stringify({ admin: ['admin-file-token'], suites: { acme: { worker: ['worker-file-token'] } } }));
+  assert.equal(TokenStore.fromFile(good).check('worker-file-token', { role: 'worker', suite: 'acme' }), 'ok');
+  const bad = join(dir, 'bad.json');
+  writeFileSync(bad, JSON.stringify({ suites: { 'bad suite': { worker: ['worker-file-token'] } } }));
+  assert.throws(() => TokenStore.fromFile(bad), /suites/);
+  writeFileSync(bad, JSON.stringify({ admin: ['short'] }));
+  assert.throws(() => TokenStore.fromFile(bad), /admin\.0: tokens must have at least 8/);
+  writeFileSync(bad, '{');
+  assert.throws(() => TokenStore.fromFile(bad), /bad\.json/);
+  assert.throws(() => TokenStore.fromFile(join(dir, 'missing.json')), /missing\.json/);
+});
+
+test('dev tokens: admin, and worker and client for suite default', () => {
+  const { store: dev, tokens } = TokenStore.generateDev();
+  assert.equal(dev.check(tokens.admin, { role: 'admin' }), 'ok');
+  assert.equal(dev.check(tokens.worker, { role: 'worker', suite: 'default' }), 'ok');
+  assert.equal(dev.check(tokens.client, { role: 'client', suite: 'default' }), 'ok');
+  assert.equal(dev.check(tokens.client, { role: 'client', suite: 'other' }), 'forbidden');
+  assert.notEqual(TokenStore.generateDev().tokens.admin, tokens.admin);
+});

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { FakeAgent } from '../helpers/fake-agent.ts';
+import { dispatch, startTestServer } from '../helpers/server.ts';
+import { waitUntil } from '../helpers/wait.ts';
+
+const body = { pool: 'pool1', timeoutMs: 30_000, request: { method: 'GET', url: 'http://127.0.0.1:9/' } };
+
+test('shutdown: refuses new dispatches, lets jobs in flight finish, then closes workers with 1001', async (t) => {
+  const s = await startTestServer(t, { shutdownGraceMs: 10_000 });
+  const a = await FakeAgent.connect(t, s.wsUrl);
+  const inFlight = dispatch(s, 'acme', body);
+  const job = await a.nextJob();
+  const closed = s.close();
+  await waitUntil(async () => (await fetch(`${s.url}/readyz`).catch(() => null))?.status !== 200, 2000, 'not ready').catch(() => {});
+  // The answer to the job still in flight gets through.
+  a.reply(job.id, 200, 'finished during grace');
+  const r = await inFlight;
+  assert.equal(r.status, 200);
+  assert.equal(r.body.response.body, 'finished during grace');
+  const { code } = await a.closed;
+  assert.equal(code, 1001);
+  await closed;
+  assert.deepEqual(s.router.stats(), { pending: 0, queued: 0, inFlight: 0, workers: 0, pools: 0 });
+});
+
+test('shutdown: dispatches during shutdown get shutting_down; jobs left after the grace fail with it', async (t) => {
+  const s = await startTestServer(t, { shutdownGraceMs: 200 });
+  const a = await FakeAgent.connect(t, s.wsUrl);
+  const stuck = dispatch(s, 'acme', body);
+  const job = await a.nextJob();
+  // Keep one HTTP connection open to send a dispatch while the server drains.
+  const closed = s.close();
+  const during = await dispatch(s, 'acme', body).catch((e: Error) => ({ status: 0, body: { error: { code: e.message } } }));
+  // Either the listener is already closed (connection refused) or the server answers shutting_down.
+  if (during.status !== 0) assert.equal(during.body.error.code, 'shutting_down');
+  const r = await stuck;
+  assert.equal(r.status, 503);
+  assert.equal(r.body.error.code, 'shutting_down');
+  const cancel = await a.next('cancel');
+  assert.equal(cancel.id, job.id);
+  assert.equal((await a.closed).code, 1001);
+  await closed;
+});
+
+test('shutdown: new workers are refused while draining', async (t) => {
+  const s = await startTestServer(t, { shutdownGraceMs: 5000 });
+  const a = await FakeAgent.connect(t, s.wsUrl);
+  const p = dispatch(s, 'acme', body);
+  const job = await a.nextJob();
+  const closed = s.close();
+  await assert.rejects(FakeAgent.connect(t, s.wsUrl));
+  a.reply(job.id);
+  await p;
+  await closed;
+});
