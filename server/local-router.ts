@@ -9,11 +9,12 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { FlowtestError, type ErrorCode } from '../shared/errors.ts';
+import { FlowtestError } from '../shared/errors.ts';
 import type { DispatchRequest, DispatchSuccess, ResultFrame, WorkerInfo } from '../shared/protocol.ts';
 import { Job } from './job.ts';
 import type { Metrics } from './metrics.ts';
 import { Pool, poolKey } from './pool.ts';
+import type { RouterEvent, RouterObserver } from './router-events.ts';
 import type { Router, RouterStats } from './router.ts';
 import type { SessionHost, WorkerSession } from './worker-session.ts';
 
@@ -35,6 +36,8 @@ export class LocalRouter implements Router, SessionHost {
   /** Set while shutdown waits for the table to empty; called by #finish. */
   #onIdle: (() => void) | null = null;
   #metrics: Metrics | null = null;
+  /** Observers (the console); each added by `observe`, removed by the function it returns. */
+  readonly #observers = new Set<RouterObserver>();
 
   constructor(
     readonly options: LocalRouterOptions,
@@ -44,6 +47,18 @@ export class LocalRouter implements Router, SessionHost {
   /** Metrics are created after the router because their gauges read from it. */
   useMetrics(metrics: Metrics): void {
     this.#metrics = metrics;
+  }
+
+  /** Calls `observer` with every router event from now on; returns its remover. */
+  observe(observer: RouterObserver): () => void {
+    this.#observers.add(observer);
+    return () => this.#observers.delete(observer);
+  }
+
+  #emit(make: () => RouterEvent): void {
+    if (this.#observers.size === 0) return;
+    const event = make();
+    for (const o of this.#observers) o(event);
   }
 
   dispatch(suite: string, body: DispatchRequest, signal: AbortSignal): Promise<DispatchSuccess> {
@@ -91,6 +106,7 @@ export class LocalRouter implements Router, SessionHost {
     const key = poolKey(session.suite, session.name);
     const pool = this.#pools.get(key) ?? this.#createPool(session.suite, session.name);
     pool.workers.add(session);
+    this.#emit(() => ({ kind: 'worker-up', worker: session.info() }));
     this.#recheckQueued(pool);
     this.#pump(pool);
   }
@@ -114,6 +130,7 @@ export class LocalRouter implements Router, SessionHost {
   onDrain(session: WorkerSession): void {
     const pool = this.#pools.get(poolKey(session.suite, session.name));
     this.log.info({ workerId: session.id, suite: session.suite, pool: session.name }, 'worker draining');
+    this.#emit(() => ({ kind: 'worker-draining', worker: session.info() }));
     if (pool) this.#recheckQueued(pool);
   }
 
@@ -127,6 +144,7 @@ export class LocalRouter implements Router, SessionHost {
       this.#finish(job, { ok: false, error: new FlowtestError('worker_disconnected', `worker ${session.id} disconnected: ${reason}`) });
     }
     this.log.info({ workerId: session.id, suite: session.suite, pool: session.name, reason, failedJobs: held.length }, 'worker gone');
+    this.#emit(() => ({ kind: 'worker-down', workerId: session.id, suite: session.suite, pool: session.name, reason }));
     if (pool) {
       this.#recheckQueued(pool);
       this.#dropIfEmpty(pool);
@@ -143,6 +161,24 @@ export class LocalRouter implements Router, SessionHost {
 
   *workerCounts(): Iterable<{ suite: string; pool: string; count: number }> {
     for (const p of this.#pools.values()) if (p.workers.size > 0) yield { suite: p.suite, pool: p.name, count: p.workers.size };
+  }
+
+  /** Per pool: workers by state, free slots and queue depth (the console's "why not?"). */
+  poolStats(): { suite: string; pool: string; ready: number; draining: number; freeSlots: number; queued: number }[] {
+    const out = [];
+    for (const p of this.#pools.values()) {
+      let ready = 0;
+      let draining = 0;
+      let freeSlots = 0;
+      for (const w of p.workers) {
+        if (w.ready) {
+          ready += 1;
+          freeSlots += Math.max(0, w.concurrency - w.inFlight);
+        } else draining += 1;
+      }
+      out.push({ suite: p.suite, pool: p.name, ready, draining, freeSlots, queued: p.queue.size });
+    }
+    return out;
   }
 
   stats(): RouterStats {
@@ -190,6 +226,7 @@ export class LocalRouter implements Router, SessionHost {
     job.worker = worker;
     worker.held.set(job.id, job);
     worker.send({ type: 'job', id: job.id, timeoutMs: job.remainingMs(), request: job.request });
+    this.#emit(() => ({ kind: 'job-start', id: job.id, suite: job.suite, pool: job.pool, workerId: worker.id }));
   }
 
   /** Moves queued jobs to free slots, oldest first. */
@@ -234,8 +271,29 @@ export class LocalRouter implements Router, SessionHost {
   /** A job refused before it entered any table. */
   #reject(job: Job, error: FlowtestError): void {
     job.state = 'done';
-    this.#metrics?.jobEnded(job.suite, error.code, (performance.now() - job.acceptedAt) / 1000);
+    this.#ended(job, null, { ok: false, error });
     job.settle.reject(error);
+  }
+
+  /** Metrics and observers for a job that ended. */
+  #ended(job: Job, workerId: string | null, ending: Ending): void {
+    const durationMs = performance.now() - job.acceptedAt;
+    this.#metrics?.jobEnded(job.suite, ending.ok ? 'ok' : ending.error.code, durationMs / 1000);
+    this.#emit(() => ({
+      kind: 'job-end',
+      job: {
+        id: job.id,
+        suite: job.suite,
+        pool: job.pool,
+        workerId,
+        acceptedAt: Date.now() - durationMs,
+        durationMs: Math.round(durationMs * 100) / 100,
+        outcome: ending.ok ? 'ok' : ending.error.code,
+        request: job.request,
+        response: ending.ok ? ending.value.response : null,
+        error: ending.ok ? null : { code: ending.error.code, message: ending.error.message },
+      },
+    }));
   }
 
   /** The one way a job ends. Idempotent: a job is answered exactly once. */
@@ -250,6 +308,7 @@ export class LocalRouter implements Router, SessionHost {
     job.detachAbort = null;
     this.#jobs.delete(job.id);
     const pool = this.#pools.get(poolKey(job.suite, job.pool));
+    const workerId = job.worker?.id ?? null;
     if (wasHeld && job.worker) {
       const worker = job.worker;
       job.worker = null;
@@ -259,8 +318,7 @@ export class LocalRouter implements Router, SessionHost {
       pool?.queue.delete(job);
     }
 
-    const outcome: ErrorCode | 'ok' = ending.ok ? 'ok' : ending.error.code;
-    this.#metrics?.jobEnded(job.suite, outcome, (performance.now() - job.acceptedAt) / 1000);
+    this.#ended(job, workerId, ending);
     if (ending.ok) job.settle.resolve(ending.value);
     else job.settle.reject(ending.error);
 
