@@ -1,0 +1,314 @@
+/**
+ * The worker agent: a reconnect loop around {@link Connection} and the table of jobs
+ * in flight. Close order (close()): stop the loop → abort every job → terminate the
+ * socket → wait for the loop and the running jobs to settle → destroy the target pools.
+ */
+import type { Logger } from 'pino';
+import { encodeFrame } from '../shared/codec.ts';
+import { CLOSE_CODES, type AgentErrorCode } from '../shared/errors.ts';
+import { DEFAULTS } from '../shared/limits.ts';
+import type { CancelFrame, JobFrame, ResultFrame, WelcomeFrame } from '../shared/protocol.ts';
+import { Backoff } from './backoff.ts';
+import { Connection, type ConnectionEnd } from './connection.ts';
+import { createTargetAgents, runJob, type JobOutcome, type TargetAgents } from './job-runner.ts';
+import type { AgentConfig } from './options.ts';
+import { USER_AGENT } from './version.ts';
+
+/** Knobs tests turn; production uses the defaults. */
+export interface AgentTuning {
+  /** Random source of the backoff jitter (tests pass `() => 0` to reconnect at once). */
+  random?: () => number;
+  /** Slack past 2 × heartbeatMs before the ping watchdog fires (default 1000). */
+  watchdogSlackMs?: number;
+  /** Slack past a job's timeoutMs before the agent's own timeout (default 1000). */
+  timeoutGraceMs?: number;
+  /** Wait for the server's close frame before terminating (default 2000). */
+  closeGraceMs?: number;
+  handshakeTimeoutMs?: number;
+}
+
+/** Why the agent stopped. */
+export type AgentStop =
+  | { kind: 'drained' }
+  | { kind: 'closed' }
+  /** The server refused the handshake for good: 401/403 → exit 3, 400 → exit 2. */
+  | { kind: 'fatal'; exitCode: 2 | 3; reason: string };
+
+/** One job in flight; the entry is removed by whoever ends the job (result, cancel, socket loss, drain). */
+interface RunningJob {
+  controller: AbortController;
+  connection: Connection;
+  startedAt: number;
+}
+
+/** Handshake statuses that retrying cannot fix, with the exit code they map to. */
+const FINAL_STATUSES: Record<number, 2 | 3> = { 400: 2, 401: 3, 403: 3 };
+
+function failure(code: AgentErrorCode, message: string): JobOutcome {
+  return { error: { code, message } };
+}
+
+/** Logs the target without its query string, which may carry secrets. */
+function describeTarget(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return '(invalid url)';
+  }
+}
+
+/** A worker agent. Call {@link WorkerAgent.start}; await {@link WorkerAgent.stopped}. */
+export class WorkerAgent {
+  /** Resolves once, when the agent has stopped and released everything. */
+  readonly stopped: Promise<AgentStop>;
+  readonly #config: AgentConfig;
+  readonly #logger: Logger;
+  readonly #tuning: AgentTuning;
+  readonly #backoff: Backoff;
+  /** Keep-alive pools to targets; owned here, destroyed when the loop ends. */
+  readonly #targets: TargetAgents;
+  readonly #jobs = new Map<string, RunningJob>();
+  /** runJob promises not yet settled, awaited before the agent reports stopped. */
+  readonly #settling = new Set<Promise<void>>();
+  #state: 'new' | 'running' | 'draining' | 'closing' = 'new';
+  #connection: Connection | null = null;
+  #resolveStopped!: (stop: AgentStop) => void;
+  /** Backoff sleep between connections; owned by #sleep, cleared by #wake. */
+  #retryTimer: NodeJS.Timeout | undefined;
+  #wakeRetry: (() => void) | null = null;
+  /** Wakes drain's wait for in-flight jobs (job ended, socket lost, close). */
+  #wakeDrain: (() => void) | null = null;
+  #drainDone: Promise<void> | null = null;
+
+  constructor(config: AgentConfig, logger: Logger, tuning: AgentTuning = {}) {
+    this.#config = config;
+    this.#logger = logger;
+    this.#tuning = tuning;
+    this.#backoff = new Backoff(tuning.random ? { random: tuning.random } : {});
+    this.#targets = createTargetAgents(config.concurrency);
+    this.stopped = new Promise((resolve) => {
+      this.#resolveStopped = resolve;
+    });
+  }
+
+  /** Jobs in flight. */
+  get inFlight(): number {
+    return this.#jobs.size;
+  }
+
+  /** The id the server gave the current connection, if any. */
+  get workerId(): string | null {
+    return this.#connection?.welcome?.workerId ?? null;
+  }
+
+  /** Starts connecting; reconnects after every loss until drained, closed or refused for good. */
+  start(): void {
+    if (this.#state !== 'new') return;
+    this.#state = 'running';
+    if (this.#config.allow.allowsAll) {
+      this.#logger.warn('no --allow-host given: jobs may reach every host this agent can reach');
+    }
+    void this.#run().then(
+      (stop) => this.#finish(stop),
+      (error: unknown) => {
+        this.#logger.error({ err: error }, 'agent loop failed');
+        return this.#finish({ kind: 'closed' });
+      },
+    );
+  }
+
+  /**
+   * Graceful stop: sends `drain`, takes no new job, waits up to drainTimeoutMs for the
+   * jobs in flight, answers the rest `cancelled`, closes with 1000. Never reconnects.
+   * Resolves when the agent has stopped.
+   */
+  async drain(): Promise<void> {
+    if (this.#state === 'new') return this.close();
+    if (this.#state === 'running') {
+      this.#state = 'draining';
+      this.#wake();
+      const connection = this.#connection;
+      if (connection?.isOpen) this.#drainDone = this.#drainConnection(connection);
+      else connection?.terminate(); // still connecting: nothing is held, just stop
+    }
+    await this.stopped;
+  }
+
+  /** Immediate stop: aborts every job without results and drops the socket. Idempotent. */
+  async close(): Promise<void> {
+    const wasNew = this.#state === 'new';
+    this.#state = 'closing';
+    this.#wake();
+    this.#wakeDrain?.();
+    this.#abortAll();
+    this.#connection?.terminate();
+    // An agent closed before start() has no loop to end it.
+    if (wasNew) void this.#finish({ kind: 'closed' });
+    await this.stopped;
+  }
+
+  async #finish(stop: AgentStop): Promise<void> {
+    this.#abortAll();
+    await this.#drainDone;
+    await Promise.allSettled([...this.#settling]);
+    this.#targets.destroy();
+    this.#resolveStopped(stop);
+  }
+
+  async #run(): Promise<AgentStop> {
+    while (this.#state === 'running') {
+      const connection = new Connection(
+        {
+          url: this.#config.url,
+          ...(this.#config.token !== undefined ? { token: this.#config.token } : {}),
+          userAgent: USER_AGENT,
+          logger: this.#logger,
+          ...(this.#tuning.watchdogSlackMs !== undefined ? { watchdogSlackMs: this.#tuning.watchdogSlackMs } : {}),
+          ...(this.#tuning.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: this.#tuning.handshakeTimeoutMs } : {}),
+          ...(this.#tuning.closeGraceMs !== undefined ? { closeGraceMs: this.#tuning.closeGraceMs } : {}),
+        },
+        {
+          onWelcome: (frame) => this.#onWelcome(frame),
+          onJob: (frame) => this.#onJob(connection, frame),
+          onCancel: (frame) => this.#onCancel(frame),
+        },
+      );
+      this.#connection = connection;
+      this.#logger.info({ url: this.#config.url.href }, 'connecting');
+      const end = await connection.ended;
+      this.#connection = null;
+      // The server failed these jobs the moment the socket closed; their results cannot be delivered.
+      this.#abortAll();
+      this.#wakeDrain?.();
+
+      if (end.kind === 'rejected' && FINAL_STATUSES[end.status] !== undefined) {
+        this.#logger.error({ status: end.status, reason: end.reason }, 'the server refused this agent; not retrying');
+        return { kind: 'fatal', exitCode: FINAL_STATUSES[end.status], reason: end.reason };
+      }
+      if (this.#state !== 'running') break;
+      this.#backoff.connectionEnded(end.kind === 'closed' ? end.livedMs : 0);
+      const delayMs = this.#backoff.nextDelayMs();
+      this.#logger.warn({ ...this.#describeEnd(end), retryInMs: delayMs }, 'disconnected; reconnecting');
+      await this.#sleep(delayMs);
+    }
+    return { kind: this.#state === 'draining' ? 'drained' : 'closed' };
+  }
+
+  #describeEnd(end: ConnectionEnd): Record<string, unknown> {
+    if (end.kind === 'closed') return { code: end.code, reason: end.reason, livedMs: end.livedMs };
+    if (end.kind === 'rejected') return { status: end.status, reason: end.reason };
+    return { reason: end.reason };
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wakeRetry = () => {
+        clearTimeout(this.#retryTimer);
+        this.#retryTimer = undefined;
+        this.#wakeRetry = null;
+        resolve();
+      };
+      this.#retryTimer = setTimeout(this.#wakeRetry, ms);
+    });
+  }
+
+  #wake(): void {
+    this.#wakeRetry?.();
+  }
+
+  #onWelcome(frame: WelcomeFrame): void {
+    this.#logger.info({ workerId: frame.workerId, heartbeatMs: frame.heartbeatMs, maxPayloadBytes: frame.maxPayloadBytes }, 'connected');
+  }
+
+  #onJob(connection: Connection, frame: JobFrame): void {
+    const { id } = frame;
+    if (this.#state !== 'running') return this.#reply(connection, id, failure('invalid_job', 'the agent is draining'));
+    // A duplicate id is a server bug; the job already running under it keeps running.
+    if (this.#jobs.has(id)) return this.#reply(connection, id, failure('invalid_job', 'a job with this id is already running'));
+    if (this.#jobs.size >= this.#config.concurrency) {
+      return this.#reply(connection, id, failure('invalid_job', `the agent already holds ${this.#config.concurrency} jobs (its concurrency)`));
+    }
+    const job: RunningJob = { controller: new AbortController(), connection, startedAt: Date.now() };
+    this.#jobs.set(id, job);
+    this.#logger.debug({ jobId: id, method: frame.request.method, target: describeTarget(frame.request.url) }, 'job started');
+    const settled = runJob(frame.request, {
+      signal: job.controller.signal,
+      timeoutMs: frame.timeoutMs,
+      maxResponseBytes: this.#config.maxResponseBytes,
+      allow: this.#config.allow,
+      agents: this.#targets,
+      ...(this.#tuning.timeoutGraceMs !== undefined ? { timeoutGraceMs: this.#tuning.timeoutGraceMs } : {}),
+    }).then((outcome) => {
+      // Gone from the table: cancelled, socket lost or drain gave up. Whoever removed it answered (or must not).
+      if (this.#jobs.get(id) !== job) return;
+      this.#jobs.delete(id);
+      const durationMs = Date.now() - job.startedAt;
+      if ('error' in outcome) this.#logger.info({ jobId: id, code: outcome.error.code, message: outcome.error.message, durationMs }, 'job failed');
+      else this.#logger.debug({ jobId: id, status: outcome.response.status, durationMs }, 'job done');
+      this.#reply(job.connection, id, outcome);
+      this.#jobEnded();
+    }).catch((error: unknown) => this.#logger.error({ err: error, jobId: id }, 'answering a job failed'));
+    this.#settling.add(settled);
+    void settled.finally(() => this.#settling.delete(settled));
+  }
+
+  #onCancel(frame: CancelFrame): void {
+    const job = this.#jobs.get(frame.id);
+    // The server already forgot the job: abort it and answer nothing.
+    if (!job) return this.#logger.debug({ jobId: frame.id }, 'cancel for a job not held; ignored');
+    this.#jobs.delete(frame.id);
+    job.controller.abort();
+    this.#logger.info({ jobId: frame.id, reason: frame.reason }, 'job cancelled by the server');
+    this.#jobEnded();
+  }
+
+  #jobEnded(): void {
+    if (this.#jobs.size === 0) this.#wakeDrain?.();
+  }
+
+  /** Sends a result, replaced by `response_too_large` when it would exceed the server's frame limit (1009). */
+  #reply(connection: Connection, id: string, outcome: JobOutcome): void {
+    const limit = connection.welcome?.maxPayloadBytes ?? DEFAULTS.maxPayloadBytes;
+    let text = encodeFrame({ type: 'result', id, ...outcome } satisfies ResultFrame);
+    const bytes = Buffer.byteLength(text);
+    if (bytes > limit) {
+      this.#logger.info({ jobId: id, bytes, limit }, "result over the server's maxPayloadBytes; sending response_too_large");
+      const error = { code: 'response_too_large', message: `the result frame is ${bytes} bytes, over the server's limit of ${limit}` } as const;
+      text = encodeFrame({ type: 'result', id, error });
+    }
+    if (!connection.sendText(text)) this.#logger.debug({ jobId: id }, 'socket closed; result dropped');
+  }
+
+  /** Aborts every job in flight without answering. */
+  #abortAll(): void {
+    for (const [id, job] of this.#jobs) {
+      this.#jobs.delete(id);
+      job.controller.abort();
+    }
+  }
+
+  async #drainConnection(connection: Connection): Promise<void> {
+    connection.sendText(encodeFrame({ type: 'drain' }));
+    this.#logger.info({ inFlight: this.#jobs.size, drainTimeoutMs: this.#config.drainTimeoutMs }, 'draining');
+    if (this.#jobs.size > 0) {
+      await new Promise<void>((resolve) => {
+        // Timer and waker owned by this wait; both cleared by wake.
+        const timer = setTimeout(() => wake(), this.#config.drainTimeoutMs);
+        const wake = (): void => {
+          clearTimeout(timer);
+          this.#wakeDrain = null;
+          resolve();
+        };
+        this.#wakeDrain = wake;
+      });
+    }
+    if (this.#state !== 'draining' || !connection.isOpen) return; // closed meanwhile: nothing to answer
+    for (const [id, job] of this.#jobs) {
+      this.#jobs.delete(id);
+      job.controller.abort();
+      this.#reply(connection, id, failure('cancelled', `the agent is shutting down and its drain grace of ${this.#config.drainTimeoutMs} ms ran out`));
+    }
+    connection.close(CLOSE_CODES.normal, 'drained');
+  }
+}

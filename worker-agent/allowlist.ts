@@ -1,0 +1,168 @@
+/**
+ * `--allow-host` patterns and the check of a target URL against them. Pure: no DNS,
+ * no I/O. A pattern matches the URL's host as written (after WHATWG URL
+ * normalisation, which is what the request will connect to): names match names,
+ * IPs and CIDRs match IP literals only, so `localhost` never matches `127.0.0.1`.
+ */
+import { BlockList, isIP } from 'node:net';
+import { domainToASCII } from 'node:url';
+
+/** A pattern that cannot be parsed; the CLI reports it and exits 2. */
+export class InvalidAllowHostError extends Error {
+  readonly code = 'invalid_allow_host';
+  readonly pattern: string;
+  constructor(pattern: string, why: string) {
+    super(`invalid --allow-host pattern ${JSON.stringify(pattern)}: ${why}`);
+    this.name = 'InvalidAllowHostError';
+    this.pattern = pattern;
+  }
+}
+
+/** The host of a target, as the matchers see it. */
+export interface TargetHost {
+  /** Lower-case name without a trailing dot, or the IP literal without brackets. */
+  host: string;
+  /** 4 or 6 for an IP literal, 0 for a name. */
+  ipVersion: 0 | 4 | 6;
+  /** Explicit port, else the scheme's default. */
+  port: number;
+}
+
+/** One parsed pattern. */
+export interface AllowPattern {
+  /** The pattern as the user wrote it. */
+  readonly source: string;
+  /** `host:port` patterns only admit this port; null admits any port. */
+  readonly port: number | null;
+  /** True when `target` is admitted. */
+  matches(target: TargetHost): boolean;
+}
+
+/** The parsed `--allow-host` list. */
+export interface Allowlist {
+  /** No pattern given: every host is allowed (the agent warns about it at start). */
+  readonly allowsAll: boolean;
+  readonly patterns: readonly AllowPattern[];
+  /** True when the URL's host (and port, for `host:port` patterns) is admitted. */
+  isAllowed(url: string | URL): boolean;
+}
+
+const DEFAULT_PORTS: Record<string, number> = { 'http:': 80, 'https:': 443, 'ws:': 80, 'wss:': 443 };
+// One DNS label (RFC 1123, plus `_` which real internal names use).
+const LABEL = /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/;
+// WHATWG URL parses a host whose last label is numeric as IPv4 (`10.0.0` → 10.0.0.0), so
+// a name pattern like that could never match anything: reject it instead of ignoring it.
+const NUMERIC_LABEL = /^(?:\d+|0x[0-9a-f]*)$/;
+
+function parsePort(pattern: string, text: string): number {
+  if (!/^\d{1,5}$/.test(text)) throw new InvalidAllowHostError(pattern, 'the port must be a number');
+  const port = Number(text);
+  if (port < 1 || port > 65_535) throw new InvalidAllowHostError(pattern, 'the port must be 1-65535');
+  return port;
+}
+
+function ipMatcher(pattern: string, address: string, prefix: string | undefined): (t: TargetHost) => boolean {
+  const version = isIP(address);
+  if (version === 0) throw new InvalidAllowHostError(pattern, `${JSON.stringify(address)} is not an IP address`);
+  const type = version === 4 ? 'ipv4' : 'ipv6';
+  const list = new BlockList();
+  if (prefix === undefined) {
+    list.addAddress(address, type);
+  } else {
+    const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : Number.NaN;
+    if (!(bits >= 0 && bits <= (version === 4 ? 32 : 128))) throw new InvalidAllowHostError(pattern, `bad prefix length /${prefix}`);
+    list.addSubnet(address, bits, type);
+  }
+  // BlockList also matches IPv4-mapped IPv6 literals against IPv4 rules; they reach the same host.
+  return (t) => t.ipVersion !== 0 && list.check(t.host, t.ipVersion === 4 ? 'ipv4' : 'ipv6');
+}
+
+function nameMatcher(pattern: string, text: string): (t: TargetHost) => boolean {
+  const wildcard = text.startsWith('*.');
+  const rest = (wildcard ? text.slice(2) : text).replace(/\.$/, '');
+  // domainToASCII lower-cases and turns IDNs into punycode, as the URL parser does.
+  const ascii = rest.includes('*') ? '' : domainToASCII(rest);
+  const labels = ascii.split('.');
+  if (!ascii || ascii.length > 253 || !labels.every((l) => LABEL.test(l))) {
+    throw new InvalidAllowHostError(pattern, 'not a host name, *.domain, IP address or CIDR');
+  }
+  if (NUMERIC_LABEL.test(labels[labels.length - 1])) throw new InvalidAllowHostError(pattern, 'not a valid IP address');
+  if (wildcard) {
+    const suffix = `.${ascii}`;
+    // Any subdomain, not the apex: `*.svc.local` admits `a.svc.local`, not `svc.local`.
+    return (t) => t.ipVersion === 0 && t.host.endsWith(suffix) && t.host.length > suffix.length;
+  }
+  return (t) => t.ipVersion === 0 && t.host === ascii;
+}
+
+/**
+ * Parses one pattern: `api.internal`, `*.svc.local`, `10.0.0.0/8`, `fd00::/8`,
+ * `10.1.2.3`, `::1`, `[::1]`, each optionally with `:port` (IPv6 then in brackets:
+ * `[::1]:8080`). Throws {@link InvalidAllowHostError}.
+ */
+export function parseAllowPattern(source: string): AllowPattern {
+  const text = source.trim();
+  if (!text) throw new InvalidAllowHostError(source, 'empty pattern');
+  if (text.includes('://')) throw new InvalidAllowHostError(source, 'give a host, not a URL');
+
+  let hostText: string;
+  let portText: string | undefined;
+  if (text.startsWith('[')) {
+    const m = /^\[([^\]]+)\](?::(.*))?$/.exec(text);
+    if (!m) throw new InvalidAllowHostError(source, 'unbalanced brackets');
+    [, hostText, portText] = m;
+    if (isIP(hostText.split('/')[0]) !== 6) throw new InvalidAllowHostError(source, 'brackets hold an IPv6 address');
+  } else if (isIP(text) === 6) {
+    hostText = text; // bare IPv6: its colons are not a port separator
+  } else if (text.includes('/')) {
+    const m = /^([^/]+)\/(\d+)(?::(.*))?$/.exec(text);
+    if (!m) throw new InvalidAllowHostError(source, 'a CIDR is ADDRESS/BITS');
+    hostText = `${m[1]}/${m[2]}`;
+    portText = m[3];
+  } else {
+    const parts = text.split(':');
+    if (parts.length > 2) throw new InvalidAllowHostError(source, 'not a valid IPv6 address (write [addr]:port for a port)');
+    [hostText, portText] = parts;
+  }
+
+  const port = portText === undefined ? null : parsePort(source, portText);
+  const slash = hostText.indexOf('/');
+  const isIpPattern = slash >= 0 || isIP(hostText) !== 0;
+  const hostMatches = isIpPattern
+    ? ipMatcher(source, slash >= 0 ? hostText.slice(0, slash) : hostText, slash >= 0 ? hostText.slice(slash + 1) : undefined)
+    : nameMatcher(source, hostText.toLowerCase());
+  return {
+    source,
+    port,
+    matches: (t) => (port === null || t.port === port) && hostMatches(t),
+  };
+}
+
+function targetOf(url: string | URL): TargetHost | null {
+  let parsed: URL;
+  try {
+    parsed = typeof url === 'string' ? new URL(url) : url;
+  } catch {
+    return null;
+  }
+  const raw = parsed.hostname.startsWith('[') ? parsed.hostname.slice(1, -1) : parsed.hostname;
+  const ipVersion = isIP(raw) as 0 | 4 | 6;
+  const port = parsed.port ? Number(parsed.port) : DEFAULT_PORTS[parsed.protocol];
+  if (port === undefined) return null;
+  // `api.internal.` and `api.internal` are the same DNS name.
+  return { host: ipVersion === 0 ? raw.toLowerCase().replace(/\.$/, '') : raw, ipVersion, port };
+}
+
+/** Parses every pattern (throwing on the first invalid one) into an {@link Allowlist}. */
+export function parseAllowlist(sources: readonly string[]): Allowlist {
+  const patterns = sources.map(parseAllowPattern);
+  return {
+    allowsAll: patterns.length === 0,
+    patterns,
+    isAllowed(url) {
+      if (patterns.length === 0) return true;
+      const target = targetOf(url);
+      return target !== null && patterns.some((p) => p.matches(target));
+    },
+  };
+}

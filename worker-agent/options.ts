@@ -1,0 +1,88 @@
+/**
+ * The agent's options as the CLI hands them over, validated once with a strict schema,
+ * and turned into the agent's working config (parsed allow list, connect URL).
+ */
+import { z } from 'zod';
+import { describeIssue } from '../shared/codec.ts';
+import { BOUNDS } from '../shared/limits.ts';
+import { nameSchema } from '../shared/protocol.ts';
+import { InvalidAllowHostError, parseAllowlist, type Allowlist } from './allowlist.ts';
+import { connectUrl } from './connection.ts';
+
+/** Options of `flowtest agent`; defaults are in shared/limits.ts DEFAULTS. */
+export interface AgentOptions {
+  /** ws://, wss://, http:// or https:// address of the server. */
+  server: string;
+  suite: string;
+  /** The pool this worker joins. */
+  name: string;
+  /** Worker token; sent as `Authorization: Bearer`. */
+  token?: string;
+  /** Jobs held at once. */
+  concurrency: number;
+  /** `--allow-host` patterns; empty allows every host. */
+  allowHost: string[];
+  maxResponseBytes: number;
+  /** Grace for jobs in flight after SIGTERM/SIGINT. */
+  drainTimeoutMs: number;
+}
+
+/** Options that fail validation; the CLI prints the message and exits 2. */
+export class AgentOptionsError extends Error {
+  readonly code = 'invalid_option';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AgentOptionsError';
+  }
+}
+
+export const agentOptionsSchema = z.strictObject({
+  server: z.string().min(1),
+  suite: nameSchema,
+  name: nameSchema,
+  token: z.string().min(1).optional(),
+  concurrency: z.number().int().positive().max(BOUNDS.maxConcurrency),
+  allowHost: z.array(z.string()),
+  maxResponseBytes: z.number().int().positive(),
+  drainTimeoutMs: z.number().int().nonnegative(),
+}) satisfies z.ZodType<AgentOptions>;
+
+/** The agent's validated working config. */
+export interface AgentConfig {
+  url: URL;
+  token?: string;
+  concurrency: number;
+  allow: Allowlist;
+  maxResponseBytes: number;
+  drainTimeoutMs: number;
+}
+
+/** Validates `options`; throws {@link AgentOptionsError} with a one-line reason. */
+export function resolveAgentConfig(options: AgentOptions): AgentConfig {
+  const parsed = agentOptionsSchema.safeParse(options);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue?.path[0];
+    // Name the option as the user typed it: maxResponseBytes → --max-response-bytes.
+    const option = typeof field === 'string' ? `--${field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}` : null;
+    throw new AgentOptionsError(option && issue ? `${option}: ${issue.message}` : describeIssue(parsed.error));
+  }
+  const o = parsed.data;
+  let url: URL;
+  let allow: Allowlist;
+  try {
+    url = connectUrl(o.server, o);
+    allow = parseAllowlist(o.allowHost);
+  } catch (error) {
+    if (error instanceof TypeError || error instanceof InvalidAllowHostError) throw new AgentOptionsError(error.message, { cause: error });
+    throw error;
+  }
+  return {
+    url,
+    ...(o.token !== undefined ? { token: o.token } : {}),
+    concurrency: o.concurrency,
+    allow,
+    maxResponseBytes: o.maxResponseBytes,
+    drainTimeoutMs: o.drainTimeoutMs,
+  };
+}
