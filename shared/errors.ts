@@ -18,7 +18,7 @@ export const ERROR_CODES = {
   target_forbidden: { status: 502, summary: "agent: the target host is not in the agent's --allow-host list" },
   response_too_large: { status: 502, summary: "agent: the target's response is over the agent's size limit" },
   invalid_job: { status: 502, summary: 'agent: the job could not be performed as given' },
-  cancelled: { status: 502, summary: 'agent: the agent gave the job up (e.g. its drain grace ran out)' },
+  cancelled: { status: 502, summary: "the job was given up: the CI client went away (metrics only), or the agent's drain grace ran out" },
   no_worker: { status: 503, summary: 'no open worker in the pool (after waitForWorkerMs)' },
   shutting_down: { status: 503, summary: 'the server is draining' },
   timeout: { status: 504, summary: 'the deadline passed; the worker is sent cancel' },
