@@ -1,0 +1,97 @@
+/**
+ * Performs a parsed command. Streams, the clock and the abort signal are passed in,
+ * so dispatch and workers are tested in-process against a fake server.
+ */
+import { readFile } from 'node:fs/promises';
+import { STATUS_CODES } from 'node:http';
+import { dispatch, DispatchError, listWorkers } from '../client/client.ts';
+import type { HttpResponse } from '../shared/protocol.ts';
+import type { Command } from './parse-command.ts';
+import { formatWorkerTable } from './workers-table.ts';
+
+export interface Output {
+  write(chunk: string | Uint8Array): unknown;
+}
+
+export interface CliIo {
+  stdout: Output;
+  stderr: Output;
+  /** Aborts a dispatch or listing (Ctrl-C); the dropped connection cancels the job. */
+  signal?: AbortSignal;
+  now?: () => number;
+}
+
+/** Exit status when a client call was interrupted (128 + SIGINT). */
+export const INTERRUPTED_EXIT = 130;
+
+/** Runs `command`, resolving with the process exit status. Unexpected errors are thrown. */
+export async function runCommand(command: Command, io: CliIo): Promise<number> {
+  if (command.kind === 'help') {
+    io.stdout.write(command.text);
+    return 0;
+  }
+  if (command.kind === 'version') {
+    const pkg = await readFile(new URL('../package.json', import.meta.url), 'utf8');
+    io.stdout.write(`${/"version"\s*:\s*"([^"]+)"/.exec(pkg)?.[1] ?? 'unknown'}\n`);
+    return 0;
+  }
+  for (const warning of command.warnings) io.stderr.write(`flowtest ${command.kind}: ${warning}\n`);
+
+  switch (command.kind) {
+    case 'server': {
+      // Loaded on demand: `flowtest dispatch` should not pay for the server's modules.
+      const { runServerMain } = await import('../server/main.ts');
+      return runServerMain(command.options);
+    }
+    case 'agent': {
+      const { runAgentMain } = await import('../worker-agent/main.ts');
+      return runAgentMain(command.options);
+    }
+    case 'dispatch':
+      return clientCall(io, 'dispatch', async () => {
+        const result = await dispatch({ ...command, signal: io.signal });
+        if (command.include) io.stdout.write(formatHead(result.response));
+        io.stdout.write(decodeBody(result.response));
+      });
+    case 'workers':
+      return clientCall(io, 'workers', async () => {
+        const workers = await listWorkers({ ...command, signal: io.signal });
+        io.stdout.write(formatWorkerTable(workers, (io.now ?? Date.now)()));
+      });
+  }
+}
+
+async function clientCall(io: CliIo, name: string, call: () => Promise<void>): Promise<number> {
+  try {
+    await call();
+    return 0;
+  } catch (err) {
+    if (io.signal?.aborted) {
+      io.stderr.write(`flowtest ${name}: interrupted\n`);
+      return INTERRUPTED_EXIT;
+    }
+    if (err instanceof DispatchError) {
+      io.stderr.write(`${err.code}: ${oneLine(err.message)}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, ' ');
+}
+
+/** The body as the target sent it: text as UTF-8, base64 as the raw bytes. */
+export function decodeBody(response: HttpResponse): Uint8Array | string {
+  return response.bodyEncoding === 'base64' ? Buffer.from(response.body, 'base64') : response.body;
+}
+
+/** `HTTP/1.1 200 OK` and the header lines, like `curl -i`. */
+export function formatHead(response: HttpResponse): string {
+  const lines = [`HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}`.trimEnd()];
+  for (const [name, value] of Object.entries(response.headers)) {
+    for (const v of Array.isArray(value) ? value : [value]) lines.push(`${name}: ${v}`);
+  }
+  return `${lines.join('\r\n')}\r\n\r\n`;
+}
