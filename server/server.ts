@@ -7,6 +7,9 @@ import type { AddressInfo } from 'node:net';
 import { WORKER_CONNECT_PATH } from '../shared/limits.ts';
 import { TokenStore } from './auth.ts';
 import { parseServerConfig, type ServerConfig, type ServerOptions } from './config.ts';
+import { ConsoleGateway } from './console/console-gateway.ts';
+import { CONSOLE_PATH } from './console/console-protocol.ts';
+import { createConsoleRoutes } from './console/console-routes.ts';
 import { createHttpApi } from './http-api.ts';
 import { refuseUpgrade } from './http-reply.ts';
 import { LocalRouter } from './local-router.ts';
@@ -27,6 +30,8 @@ export interface FlowtestServer {
   readonly port: number;
   readonly router: LocalRouter;
   readonly metrics: Metrics;
+  /** The debug console's socket endpoint (and its feed). */
+  readonly console: ConsoleGateway;
   /** Dev tokens when none were configured. */
   readonly devTokens: { admin: string; worker: string; client: string } | null;
   /** Graceful shutdown; idempotent. */
@@ -60,14 +65,19 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
     { heartbeatMs: config.heartbeatMs, maxPayloadBytes: config.maxPayloadBytes, highWaterBytes: 4 * config.maxPayloadBytes },
     log,
   );
+  const consoleGateway = new ConsoleGateway({ router, tokens, log, allowedOrigins: config.consoleOrigin }, { maxRequestBytes: config.maxPayloadBytes });
   let shuttingDown = false;
   const http: Server = createServer(
-    createHttpApi({ router, tokens, metrics, log, maxPayloadBytes: config.maxPayloadBytes, isShuttingDown: () => shuttingDown }),
+    createHttpApi({
+      router, tokens, metrics, log, maxPayloadBytes: config.maxPayloadBytes, isShuttingDown: () => shuttingDown,
+      extraRoutes: createConsoleRoutes({ tokens }),
+    }),
   );
   http.on('upgrade', (req, socket, head) => {
     socket.on('error', () => socket.destroy());
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === WORKER_CONNECT_PATH) gateway.handleUpgrade(req, socket, head, url);
+    else if (url.pathname === CONSOLE_PATH) consoleGateway.handleUpgrade(req, socket, head);
     else refuseUpgrade(socket, 404, 'not_found', `no socket endpoint at ${url.pathname}`);
   });
   http.on('clientError', (err, socket) => {
@@ -91,14 +101,16 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
   let closing: Promise<void> | null = null;
   /**
    * Shutdown order: stop accepting (dispatch → shutting_down, no new workers, listener
-   * closed) → wait for jobs in flight up to the grace → fail the rest → close worker
-   * sockets with 1001 → close the socket server and every remaining HTTP connection.
+   * closed) → close consoles with 1001 and stop their feed (tick, router observer) →
+   * wait for jobs in flight up to the grace → fail the rest → close worker sockets
+   * with 1001 → close the socket server and every remaining HTTP connection.
    */
   const close = (): Promise<void> => {
     closing ??= (async () => {
       log.info({ graceMs: config.shutdownGraceMs, pending: router.stats().pending }, 'shutting down');
       shuttingDown = true;
       gateway.stopAccepting();
+      const consoleClosed = consoleGateway.close();
       const listenerClosed = new Promise<void>((resolve) => http.close(() => resolve()));
       http.closeIdleConnections();
       await router.shutdown(config.shutdownGraceMs);
@@ -106,11 +118,12 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
       http.closeIdleConnections();
       // Answers just written are flushed before the last connections are cut.
       setImmediate(() => http.closeAllConnections());
+      await consoleClosed;
       await listenerClosed;
       log.info('server closed');
     })();
     return closing;
   };
 
-  return { config, url, port, router, metrics, devTokens, close, [Symbol.asyncDispose]: close };
+  return { config, url, port, router, metrics, console: consoleGateway, devTokens, close, [Symbol.asyncDispose]: close };
 }

@@ -1,0 +1,131 @@
+/**
+ * What the console may see of a job: header maps with credentials masked and bodies
+ * cut to a preview. Masking happens here, on the server, so the browser never
+ * receives a credential. Pure functions; the feed calls them once per ended job.
+ */
+import type { Headers, HttpResponse } from '../../shared/protocol.ts';
+import type { JobSummary } from '../router-events.ts';
+import type { BodyPreview, JobDetails, JobRow, MaskedHeaders } from './console-protocol.ts';
+
+/** Header names whose values the console never receives (compared lower-case). */
+export const MASKED_HEADERS: ReadonlySet<string> = new Set(['authorization', 'cookie', 'set-cookie', 'proxy-authorization']);
+export const MASK = '[masked]';
+
+export interface PreviewLimits {
+  /** Characters of a text body kept for the preview. */
+  previewChars: number;
+  /** Characters of one header value kept. */
+  headerValueChars: number;
+  /** Headers kept per map. */
+  maxHeaders: number;
+  /** Characters of a URL kept in a feed row. */
+  urlChars: number;
+}
+
+export const DEFAULT_PREVIEW_LIMITS: PreviewLimits = { previewChars: 8 * 1024, headerValueChars: 1024, maxHeaders: 100, urlChars: 2048 };
+
+function cut(s: string, max: number): string {
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
+/** Copies a header map with credentials masked and long values cut. */
+export function maskHeaders(headers: Headers | undefined, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS): MaskedHeaders {
+  const out: MaskedHeaders = {};
+  if (!headers) return out;
+  let n = 0;
+  for (const [name, value] of Object.entries(headers)) {
+    if (n++ >= limits.maxHeaders) break;
+    if (MASKED_HEADERS.has(name.toLowerCase())) out[name] = MASK;
+    else out[name] = Array.isArray(value) ? value.slice(0, 20).map((v) => cut(v, limits.headerValueChars)) : cut(value, limits.headerValueChars);
+  }
+  return out;
+}
+
+function headerValue(headers: Headers | undefined, name: string): string | undefined {
+  if (!headers) return undefined;
+  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === name) return Array.isArray(v) ? v[0] : v;
+  return undefined;
+}
+
+/** Bytes a base64 string decodes to, without decoding it. */
+function base64Bytes(b64: string): number {
+  const pad = b64.endsWith('==') ? 2 : b64.endsWith('=') ? 1 : 0;
+  return Math.max(0, Math.floor((b64.length * 3) / 4) - pad);
+}
+
+/**
+ * A preview of a body: binary (base64) bodies only by size; text cut to `previewChars`;
+ * `json` when the content type says so or the text looks like JSON (the page pretty-prints it).
+ */
+export function previewBody(body: string, encoding: 'utf8' | 'base64' | undefined, contentType: string | undefined, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS): BodyPreview {
+  if (encoding === 'base64') return { kind: 'binary', bytes: base64Bytes(body), truncated: false };
+  const bytes = Buffer.byteLength(body, 'utf8');
+  const head = body.slice(0, limits.previewChars);
+  const trimmed = head.trimStart();
+  const looksJson = /\bjson\b|\+json/i.test(contentType ?? '') || trimmed.startsWith('{') || trimmed.startsWith('[');
+  return { kind: looksJson ? 'json' : 'text', bytes, text: head, truncated: head.length < body.length };
+}
+
+/** The response part of a job or a test request, masked and previewed. */
+export function responseView(response: HttpResponse, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS): NonNullable<JobDetails['response']> {
+  return {
+    status: response.status,
+    headers: maskHeaders(response.headers, limits),
+    body: previewBody(response.body, response.bodyEncoding, headerValue(response.headers, 'content-type'), limits),
+  };
+}
+
+/** The feed row and the details of an ended job. */
+export function recordJob(seq: number, job: JobSummary, replayable: boolean, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS): JobDetails {
+  const req = job.request;
+  const row: JobRow = {
+    seq,
+    id: job.id,
+    at: Math.round(job.acceptedAt),
+    suite: job.suite,
+    pool: job.pool,
+    workerId: job.workerId,
+    method: req.method,
+    url: cut(req.url, limits.urlChars),
+    status: job.response?.status ?? null,
+    outcome: job.outcome,
+    durationMs: job.durationMs,
+    replayable,
+  };
+  return {
+    ...row,
+    request: {
+      method: req.method,
+      url: cut(req.url, limits.urlChars),
+      headers: maskHeaders(req.headers, limits),
+      body: req.body === undefined ? null : previewBody(req.body, req.bodyEncoding, headerValue(req.headers, 'content-type'), limits),
+    },
+    response: job.response ? responseView(job.response, limits) : null,
+    error: job.error,
+  };
+}
+
+/** The row part of a details record (what the feed sends). */
+export function rowOf(d: JobDetails): JobRow {
+  return {
+    seq: d.seq,
+    id: d.id,
+    at: d.at,
+    suite: d.suite,
+    pool: d.pool,
+    workerId: d.workerId,
+    method: d.method,
+    url: d.url,
+    status: d.status,
+    outcome: d.outcome,
+    durationMs: d.durationMs,
+    replayable: d.replayable,
+  };
+}
+
+/** Rough size in bytes of a request kept for Replay (body plus headers). */
+export function requestSize(job: JobSummary): number {
+  let n = job.request.url.length + (job.request.body?.length ?? 0);
+  for (const [k, v] of Object.entries(job.request.headers ?? {})) n += k.length + (Array.isArray(v) ? v.join('').length : v.length);
+  return n;
+}
