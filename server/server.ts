@@ -2,7 +2,7 @@
  * Puts the server together — HTTP API, worker gateway, router, metrics — and takes
  * it apart again in a fixed order (see `close`).
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WORKER_CONNECT_PATH } from '../shared/limits.ts';
 import { TokenStore } from './auth.ts';
@@ -16,6 +16,9 @@ import { LocalRouter } from './local-router.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { WorkerGateway } from './worker-gateway.ts';
+
+/** How long shutdown lets answers already being written finish before cutting their connections. */
+const RESPONSE_FLUSH_MS = 10_000;
 
 export interface StartOptions {
   /** Tokens to use; by default read from config.tokensFile, else dev tokens are generated. */
@@ -67,12 +70,24 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
   );
   const consoleGateway = new ConsoleGateway({ router, tokens, log, allowedOrigins: config.consoleOrigin }, { maxRequestBytes: config.maxPayloadBytes });
   let shuttingDown = false;
-  const http: Server = createServer(
-    createHttpApi({
-      router, tokens, metrics, log, maxPayloadBytes: config.maxPayloadBytes, isShuttingDown: () => shuttingDown,
-      extraRoutes: createConsoleRoutes({ tokens }),
-    }),
-  );
+  const api = createHttpApi({
+    router, tokens, metrics, log, maxPayloadBytes: config.maxPayloadBytes, isShuttingDown: () => shuttingDown,
+    extraRoutes: createConsoleRoutes({ tokens }),
+  });
+  // Responses not yet finished; owner: this handler (added here, removed on 'close').
+  // Shutdown waits for them so that no answer is cut off mid-body.
+  const openResponses = new Set<ServerResponse>();
+  let onResponsesDone: (() => void) | null = null;
+  const http: Server = createServer((req, res) => {
+    // While shutting down every answer closes its connection: nothing is kept alive.
+    if (shuttingDown) res.setHeader('connection', 'close');
+    openResponses.add(res);
+    res.once('close', () => {
+      openResponses.delete(res);
+      if (openResponses.size === 0) onResponsesDone?.();
+    });
+    api(req, res);
+  });
   http.on('upgrade', (req, socket, head) => {
     socket.on('error', () => socket.destroy());
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -100,24 +115,34 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
 
   let closing: Promise<void> | null = null;
   /**
-   * Shutdown order: stop accepting (dispatch → shutting_down, no new workers, listener
-   * closed) → close consoles with 1001 and stop their feed (tick, router observer) →
-   * wait for jobs in flight up to the grace → fail the rest → close worker sockets
-   * with 1001 → close the socket server and every remaining HTTP connection.
+   * Shutdown order: stop taking work while still listening (dispatch → 503
+   * shutting_down, /readyz → 503, new workers → 503; every answer closes its
+   * connection) → close consoles with 1001 and stop their feed → wait for jobs up to
+   * the grace → fail the rest → close worker sockets with 1001 → let every answer
+   * finish writing (bounded) → stop listening and close the (now idle) connections.
+   * Idle connections are closed only at the end: Node counts a connection whose
+   * answer is ended but still being written as idle, and would cut that answer.
    */
   const close = (): Promise<void> => {
     closing ??= (async () => {
       log.info({ graceMs: config.shutdownGraceMs, pending: router.stats().pending }, 'shutting down');
       shuttingDown = true;
+      for (const res of openResponses) if (!res.headersSent) res.setHeader('connection', 'close');
       gateway.stopAccepting();
       const consoleClosed = consoleGateway.close();
-      const listenerClosed = new Promise<void>((resolve) => http.close(() => resolve()));
-      http.closeIdleConnections();
       await router.shutdown(config.shutdownGraceMs);
       gateway.close();
-      http.closeIdleConnections();
-      // Answers just written are flushed before the last connections are cut.
-      setImmediate(() => http.closeAllConnections());
+      if (openResponses.size > 0) {
+        let flush: NodeJS.Timeout | undefined;
+        await new Promise<void>((resolve) => {
+          onResponsesDone = resolve;
+          flush = setTimeout(resolve, RESPONSE_FLUSH_MS);
+        });
+        clearTimeout(flush);
+        onResponsesDone = null;
+      }
+      const listenerClosed = new Promise<void>((resolve) => http.close(() => resolve()));
+      http.closeAllConnections();
       await consoleClosed;
       await listenerClosed;
       log.info('server closed');

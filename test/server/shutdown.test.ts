@@ -24,22 +24,39 @@ test('shutdown: refuses new dispatches, lets jobs in flight finish, then closes 
   assert.deepEqual(s.router.stats(), { pending: 0, queued: 0, inFlight: 0, workers: 0, pools: 0 });
 });
 
-test('shutdown: dispatches during shutdown get shutting_down; jobs left after the grace fail with it', async (t) => {
-  const s = await startTestServer(t, { shutdownGraceMs: 200 });
+test('shutdown: while draining the server still answers: dispatch and /readyz 503; jobs left after the grace fail', async (t) => {
+  const s = await startTestServer(t, { shutdownGraceMs: 300 });
   const a = await FakeAgent.connect(t, s.wsUrl);
   const stuck = dispatch(s, 'acme', body);
   const job = await a.nextJob();
-  // Keep one HTTP connection open to send a dispatch while the server drains.
   const closed = s.close();
-  const during = await dispatch(s, 'acme', body).catch((e: Error) => ({ status: 0, body: { error: { code: e.message } } }));
-  // Either the listener is already closed (connection refused) or the server answers shutting_down.
-  if (during.status !== 0) assert.equal(during.body.error.code, 'shutting_down');
+  const during = await dispatch(s, 'acme', body);
+  assert.equal(during.status, 503);
+  assert.equal(during.body.error.code, 'shutting_down');
+  const ready = await fetch(`${s.url}/readyz`);
+  assert.equal(ready.status, 503);
+  assert.equal(ready.headers.get('connection'), 'close');
+  await ready.body?.cancel();
   const r = await stuck;
   assert.equal(r.status, 503);
   assert.equal(r.body.error.code, 'shutting_down');
   const cancel = await a.next('cancel');
   assert.equal(cancel.id, job.id);
   assert.equal((await a.closed).code, 1001);
+  await closed;
+});
+
+test('shutdown: a large answer finishing during the grace reaches the client whole', async (t) => {
+  const s = await startTestServer(t, { shutdownGraceMs: 10_000, maxPayloadBytes: 16 * 1024 * 1024 });
+  const a = await FakeAgent.connect(t, s.wsUrl);
+  const big = 'y'.repeat(8 * 1024 * 1024);
+  const inFlight = dispatch(s, 'acme', body);
+  const job = await a.nextJob();
+  const closed = s.close();
+  a.reply(job.id, 200, big);
+  const r = await inFlight;
+  assert.equal(r.status, 200);
+  assert.equal(r.body.response.body.length, big.length);
   await closed;
 });
 
