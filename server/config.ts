@@ -9,7 +9,7 @@ export const serverConfigSchema = z.strictObject({
   /** JSON tokens file; without one, dev tokens are generated and printed once. */
   tokensFile: z.string().min(1).optional(),
   heartbeatMs: z.number().int().min(10).max(10 * 60_000).default(DEFAULTS.heartbeatMs),
-  maxPayloadBytes: z.number().int().min(1024).max(1024 ** 3).default(DEFAULTS.maxPayloadBytes),
+  maxPayloadBytes: z.number().int().min(1024).max(BOUNDS.maxPayloadBytes).default(DEFAULTS.maxPayloadBytes),
   defaultTimeoutMs: z.number().int().positive().max(BOUNDS.maxTimeoutMs).default(DEFAULTS.defaultTimeoutMs),
   /** Jobs that may wait in one pool's queue. */
   maxQueue: z.number().int().min(0).max(1_000_000).default(DEFAULTS.maxQueue),

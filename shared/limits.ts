@@ -25,6 +25,14 @@ export const BOUNDS = {
   maxTimeoutMs: 10 * 60_000,
   maxWaitForWorkerMs: 10 * 60_000,
   maxConcurrency: 1024,
+  /** Ceiling of --max-payload-bytes. */
+  maxPayloadBytes: 1024 ** 3,
+  /**
+   * Room a job frame needs beyond the dispatch body it carries (type, id, timeoutMs):
+   * a body accepted at --max-payload-bytes makes a job frame slightly larger, so agents
+   * accept frames up to maxPayloadBytes + this from the server.
+   */
+  frameEnvelopeBytes: 64 * 1024,
 } as const;
 
 /** Agent reconnect backoff: full jitter, 0.5 s doubling to 30 s, reset after a 10 s connection. */

@@ -31,8 +31,8 @@ export interface AgentTuning {
 export type AgentStop =
   | { kind: 'drained' }
   | { kind: 'closed' }
-  /** The server refused the handshake for good: 401/403 → exit 3, 400 → exit 2. */
-  | { kind: 'fatal'; exitCode: 2 | 3; reason: string };
+  /** The server refused the token for good: 401/403 → exit 3. */
+  | { kind: 'fatal'; exitCode: 3; reason: string };
 
 /** One job in flight; the entry is removed by whoever ends the job (result, cancel, socket loss, drain). */
 interface RunningJob {
@@ -41,8 +41,12 @@ interface RunningJob {
   startedAt: number;
 }
 
-/** Handshake statuses that retrying cannot fix, with the exit code they map to. */
-const FINAL_STATUSES: Record<number, 2 | 3> = { 400: 2, 401: 3, 403: 3 };
+/**
+ * Handshake statuses that retrying cannot fix, with the exit code they map to. Only a
+ * refused token is final: a 400 may come from a proxy or a server mid-upgrade, so it is
+ * retried with backoff like any other loss.
+ */
+const FINAL_STATUSES: Record<number, 3> = { 401: 3, 403: 3 };
 
 function failure(code: AgentErrorCode, message: string): JobOutcome {
   return { error: { code, message } };
@@ -223,7 +227,9 @@ export class WorkerAgent {
 
   #onJob(connection: Connection, frame: JobFrame): void {
     const { id } = frame;
-    if (this.#state !== 'running') return this.#reply(connection, id, failure('invalid_job', 'the agent is draining'));
+    // A job arriving while draining was sent before the server read our drain frame: run it
+    // within the drain grace rather than fail a request the server already routed here.
+    if (this.#state !== 'running' && this.#state !== 'draining') return this.#reply(connection, id, failure('invalid_job', 'the agent is closing'));
     // A duplicate id is a server bug; the job already running under it keeps running.
     if (this.#jobs.has(id)) return this.#reply(connection, id, failure('invalid_job', 'a job with this id is already running'));
     if (this.#jobs.size >= this.#config.concurrency) {

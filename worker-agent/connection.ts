@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { decodeJson, decodeServerFrame } from '../shared/codec.ts';
 import { CLOSE_CODES } from '../shared/errors.ts';
-import { DEFAULTS, PROTOCOL_VERSION, WORKER_CONNECT_PATH } from '../shared/limits.ts';
+import { BOUNDS, DEFAULTS, PROTOCOL_VERSION, WORKER_CONNECT_PATH } from '../shared/limits.ts';
 import { errorBodySchema, type CancelFrame, type JobFrame, type WelcomeFrame } from '../shared/protocol.ts';
 
 /** Extra time past 2 × heartbeatMs before a silent server counts as dead (contract: 1 s). */
@@ -115,6 +115,8 @@ export class Connection {
     this.#ws = new WebSocket(options.url, PROTOCOL_VERSION, {
       headers,
       perMessageDeflate: false,
+      // Jobs may carry a body of up to the server's --max-payload-bytes plus their envelope.
+      maxPayload: BOUNDS.maxPayloadBytes + BOUNDS.frameEnvelopeBytes,
       followRedirects: false,
       handshakeTimeout: options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS,
     });

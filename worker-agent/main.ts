@@ -1,6 +1,6 @@
 /**
  * Entry of `flowtest agent`: logger, agent, signal handling, exit code.
- * Exit codes: 0 after a drain, 2 for bad options or a 400 handshake, 3 for 401/403.
+ * Exit codes: 0 after a drain, 2 for bad options, 3 for 401/403 at the handshake.
  */
 import { pino, type Logger } from 'pino';
 import { WorkerAgent, type AgentTuning } from './agent.ts';
