@@ -121,11 +121,17 @@ export const workerInfoSchema = z.object({
 });
 export const workerListSchema = z.object({ workers: z.array(workerInfoSchema) });
 
-/** Query of the worker socket handshake. */
-export const connectQuerySchema = z.strictObject({
-  suite: nameSchema,
-  name: nameSchema,
-  concurrency: z.coerce.number().int().positive().max(BOUNDS.maxConcurrency),
+const required = { error: (issue: { input: unknown }) => (issue.input === undefined ? 'required' : undefined) };
+
+/** Query of the worker socket handshake; unknown parameters are ignored (room for later agents). */
+export const connectQuerySchema = z.object({
+  suite: z.string(required).pipe(nameSchema),
+  name: z.string(required).pipe(nameSchema),
+  concurrency: z
+    .string(required)
+    .regex(/^[1-9][0-9]{0,5}$/, 'must be a positive integer')
+    .transform(Number)
+    .pipe(z.number().max(BOUNDS.maxConcurrency)),
 });
 
 export type HttpRequest = z.infer<typeof httpRequestSchema>;

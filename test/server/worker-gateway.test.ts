@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { PROTOCOL_VERSION } from '../../shared/limits.ts';
@@ -21,6 +22,32 @@ test('handshake: bad parameters or subprotocol → 400, token → 401/403, no so
   assert.equal(await handshakeStatus(connectUrl(s.wsUrl, good), [PROTOCOL_VERSION], auth(TOKENS.otherWorker)), 403, 'other suite');
   assert.equal(await handshakeStatus(connectUrl(s.wsUrl, good), [PROTOCOL_VERSION], auth(TOKENS.client)), 403, 'client token');
   assert.equal(s.router.stats().workers, 0);
+});
+
+test('handshake: a refusal names the parameter; unknown parameters are ignored', async (t) => {
+  const s = await startTestServer(t);
+  const refusal = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const rq = request(`${s.url}/v1/workers/connect?suite=acme&name=p`, {
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-protocol': PROTOCOL_VERSION, authorization: `Bearer ${TOKENS.worker}` },
+    });
+    rq.on('response', (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    rq.on('upgrade', () => reject(new Error('upgraded')));
+    rq.on('error', reject);
+    rq.end();
+  });
+  assert.equal(refusal.status, 400);
+  assert.match(JSON.parse(refusal.body).error.message, /^concurrency: required/);
+  const url = `${s.wsUrl}/v1/workers/connect?suite=acme&name=p&concurrency=2&future=1`;
+  const ws = new WebSocket(url, PROTOCOL_VERSION, { headers: { authorization: `Bearer ${TOKENS.worker}` } });
+  t.after(() => ws.terminate());
+  await new Promise((resolve, reject) => {
+    ws.once('message', resolve);
+    ws.once('error', reject);
+  });
 });
 
 test('handshake: worker and admin tokens are welcomed with heartbeat and payload limit', async (t) => {
