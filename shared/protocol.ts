@@ -21,15 +21,21 @@ export const bodyEncodingSchema = z.enum(['utf8', 'base64']);
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
+/** One parse per URL: this runs on every dispatch and every job. */
+function isHttpUrl(u: string): boolean {
+  try {
+    const { protocol } = new URL(u);
+    return protocol === 'http:' || protocol === 'https:';
+  } catch {
+    return false;
+  }
+}
+
 /** The request an agent performs. */
 export const httpRequestSchema = z
   .strictObject({
     method: z.string().max(32).regex(TOKEN, 'must be an HTTP method token'),
-    url: z.string().max(16 * 1024).refine((u) => {
-      if (!URL.canParse(u)) return false;
-      const { protocol } = new URL(u);
-      return protocol === 'http:' || protocol === 'https:';
-    }, 'must be an absolute http:// or https:// URL'),
+    url: z.string().max(16 * 1024).refine(isHttpUrl, 'must be an absolute http:// or https:// URL'),
     headers: headersSchema.optional(),
     body: z.string().optional(),
     bodyEncoding: bodyEncodingSchema.optional(),
