@@ -57,8 +57,8 @@ async function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespon
   }
   const m = SUITE_ROUTE.exec(path);
   if (m) {
-    const suite = decodeURIComponent(m[1]);
-    if (!NAME_PATTERN.test(suite)) return sendError(res, errorOf('invalid_request', 'suite: must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'), true);
+    const suite = decodePathSegment(m[1]);
+    if (suite === null || !NAME_PATTERN.test(suite)) return sendError(res, errorOf('invalid_request', 'suite: must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'), true);
     if (m[2] === 'workers') {
       if (req.method !== 'GET') return methodNotAllowed(res, 'GET');
       if (!authorize(deps, req, res, { role: 'client', suite })) return;
@@ -69,6 +69,15 @@ async function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespon
   }
   if (deps.extraRoutes?.(req, res, url)) return;
   sendError(res, errorOf('not_found', `no route for ${req.method} ${path}`), true);
+}
+
+/** A percent-decoded path segment, or null when its escapes are broken (decodeURIComponent throws on `%,`). */
+function decodePathSegment(segment: string): string | null {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return null;
+  }
 }
 
 function methodNotAllowed(res: ServerResponse, allow: string): void {
@@ -119,7 +128,7 @@ function tooLarge(limit: number): FlowtestError {
   return errorOf('payload_too_large', `the request body is over ${limit} bytes`);
 }
 
-/** Reads the body up to `limit` bytes; stops reading (and lets the caller close) past it. */
+/** Reads the body up to `limit` bytes; past it, drops what it read and lets the caller answer and close. */
 function readBody(req: IncomingMessage, limit: number): Promise<string | 'too_large' | 'aborted'> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -134,7 +143,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<string | 'too_la
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
-        req.pause();
+        // Keep draining (and discarding) while the 413 goes out; its lingering close bounds how long.
+        chunks.length = 0;
         done('too_large');
       } else chunks.push(chunk);
     };

@@ -3,6 +3,9 @@ import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ERROR_CODES, FlowtestError, type ErrorCode } from '../shared/errors.ts';
 
+/** How long a connection closed on an unread request body keeps discarding what still arrives. */
+export const LINGER_MS = 2000;
+
 export function sendJson(res: ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...extraHeaders });
@@ -18,7 +21,34 @@ export function sendError(res: ServerResponse, error: FlowtestError, bodyUnread 
     res.destroy();
     return;
   }
+  if (bodyUnread) closeLingering(res);
   sendJson(res, error.status, error.toJSON(), bodyUnread ? { connection: 'close' } : {});
+}
+
+/**
+ * Node closes the socket of a `connection: close` answer with destroySoon(): FIN, then
+ * destroy. If the client is still sending the body we did not read, that destroy makes
+ * the kernel answer it with a RST, and a client busy uploading loses the answer before
+ * it reads it (nodejs/node#21026). So close the lingering way instead: FIN after the
+ * answer, keep discarding what still arrives (Node dumps the unread request) until the
+ * client closes its side or LINGER_MS pass, then destroy. The timer is owned by the
+ * socket's close.
+ */
+function closeLingering(res: ServerResponse): void {
+  const socket = res.socket;
+  if (!socket) return;
+  socket.destroySoon = () => {
+    if (socket.writable) socket.end();
+    // The client already sent all it had: nothing can be reset any more.
+    if (socket.readableEnded) {
+      if (socket.writableFinished) socket.destroy();
+      else socket.once('finish', () => socket.destroy());
+      return;
+    }
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    socket.once('close', () => clearTimeout(timer));
+    socket.once('end', () => socket.destroy());
+  };
 }
 
 export function errorOf(code: ErrorCode, message: string): FlowtestError {

@@ -134,6 +134,11 @@ export class LocalRouter implements Router, SessionHost {
     if (pool) this.#recheckQueued(pool);
   }
 
+  onWritable(session: WorkerSession): void {
+    const pool = this.#pools.get(poolKey(session.suite, session.name));
+    if (pool) this.#pump(pool);
+  }
+
   onGone(session: WorkerSession, reason: string): void {
     this.#sessions.delete(session.id);
     const key = poolKey(session.suite, session.name);

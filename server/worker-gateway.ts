@@ -34,6 +34,8 @@ export class WorkerGateway {
       clientTracking: false,
       perMessageDeflate: false,
       maxPayload: sessionOptions.maxPayloadBytes,
+      // ws would close invalid UTF-8 with 1007; the session checks it and closes with 1008 like every bad frame.
+      skipUTF8Validation: true,
       // @types/ws lags ws: closeTimeout exists since ws 8.19.
       ...({ closeTimeout: CLOSE_TIMEOUT_MS } as object),
       handleProtocols: (protocols) => (protocols.has(PROTOCOL_VERSION) ? PROTOCOL_VERSION : false),

@@ -4,6 +4,7 @@
  * error, on a missed pong, on a bad frame — and tells its host at that moment, not
  * when ws eventually emits 'close'.
  */
+import { isUtf8 } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import { nanoid } from 'nanoid';
 import type { WebSocket } from 'ws';
@@ -15,6 +16,8 @@ import type { Job } from './job.ts';
 export interface SessionHost {
   onResult(session: WorkerSession, frame: ResultFrame): void;
   onDrain(session: WorkerSession): void;
+  /** The socket was backed up over its high-water mark and has drained under it: it can take jobs again. */
+  onWritable(session: WorkerSession): void;
   /** Called exactly once, the moment the session decides its worker is gone. */
   onGone(session: WorkerSession, reason: string): void;
 }
@@ -34,6 +37,9 @@ export interface SessionOptions {
   highWaterBytes: number;
 }
 
+/** Heartbeat ticks in a row over the high-water mark after which a socket counts as stuck (over it for more than 2 intervals). */
+const STUCK_TICKS = 3;
+
 export type SessionState = 'ready' | 'draining' | 'gone';
 
 export class WorkerSession {
@@ -49,8 +55,14 @@ export class WorkerSession {
 
   // Heartbeat state. Owner of the timer: this session; set by #schedule, cleared by #gone.
   #heartbeat: NodeJS.Timeout | null = null;
+  /** When the next tick is due (performance.now() ms): ticks keep a fixed rate, late ones do not push the rest. */
+  #nextTickAt = 0;
   #pingSentAt = 0;
   #awaitingPong = false;
+  // Backpressure state. #backedUp is set by send when it leaves the socket over the mark and
+  // cleared by the write callback that finds it under again; #ticksOverMark is kept by the heartbeat.
+  #backedUp = false;
+  #ticksOverMark = 0;
 
   constructor(
     readonly ws: WebSocket,
@@ -88,15 +100,26 @@ export class WorkerSession {
     ws.on('error', (err: Error & { code?: string }) => this.#gone(`socket error: ${err.code ?? err.message}`));
     this.send({ type: 'welcome', workerId: this.id, heartbeatMs: this.options.heartbeatMs, maxPayloadBytes: this.options.maxPayloadBytes });
     this.#ping();
+    this.#nextTickAt = performance.now();
     this.#schedule();
   }
 
-  /** Sends a frame; a failed write means the worker is gone. */
+  /**
+   * Sends a frame; a failed write means the worker is gone. A socket left over its
+   * high-water mark takes no new job (routing skips it: `writable`); the write callback
+   * that finds it under the mark again tells the host, which hands it queued jobs —
+   * nothing else would, since no result or dispatch need arrive meanwhile.
+   */
   send(frame: ServerFrame): void {
     if (this.state === 'gone') return;
     this.ws.send(encodeFrame(frame), (err) => {
       if (err) this.terminate(`send failed: ${err.message}`);
+      else if (this.#backedUp && this.writable && this.state !== 'gone') {
+        this.#backedUp = false;
+        this.host.onWritable(this);
+      }
     });
+    if (this.ws.bufferedAmount >= this.options.highWaterBytes) this.#backedUp = true;
   }
 
   /** Ends the session with a close handshake (code and reason go to the agent). */
@@ -131,6 +154,11 @@ export class WorkerSession {
 
   #onMessage(data: unknown, isBinary: boolean): void {
     if (this.state === 'gone') return;
+    // The gateway turned off ws's UTF-8 check (it answers 1007); the contract closes every bad frame with 1008.
+    if (!isBinary && Buffer.isBuffer(data) && !isUtf8(data)) {
+      this.close(CLOSE_CODES.policyViolation, 'bad frame: not valid UTF-8');
+      return;
+    }
     const decoded = decodeAgentFrame(data, isBinary);
     if (!decoded.ok) {
       this.close(CLOSE_CODES.policyViolation, decoded.reason);
@@ -159,15 +187,25 @@ export class WorkerSession {
 
   /** Each session ticks on its own timer, so pings spread with connection times. */
   #schedule(): void {
+    // Fixed rate, but after a stalled event loop a pong still gets half an interval to arrive.
+    const hb = this.options.heartbeatMs;
+    this.#nextTickAt = Math.max(this.#nextTickAt + hb, performance.now() + hb / 2);
     this.#heartbeat = setTimeout(() => {
       this.#heartbeat = null;
+      // A socket that stays over its high-water mark is a worker that does not read: dead
+      // to us, and its send buffer must not hold memory any longer.
+      this.#ticksOverMark = this.ws.bufferedAmount >= this.options.highWaterBytes ? this.#ticksOverMark + 1 : 0;
+      if (this.#ticksOverMark >= STUCK_TICKS) {
+        this.terminate(`backpressure: over ${this.options.highWaterBytes} bytes unsent for ${STUCK_TICKS - 1} heartbeat intervals`);
+        return;
+      }
       if (this.#awaitingPong) {
         this.terminate('heartbeat: no pong since the previous ping');
         return;
       }
       this.#ping();
       this.#schedule();
-    }, this.options.heartbeatMs);
+    }, Math.max(0, this.#nextTickAt - performance.now()));
   }
 
   #gone(reason: string): void {

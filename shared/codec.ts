@@ -37,7 +37,8 @@ function truncate(reason: string): string {
 
 function decodeFrame<S extends z.ZodType>(schema: S, data: unknown, isBinary: boolean): Decoded<z.output<S>> {
   if (isBinary) return { ok: false, reason: 'binary frames are not accepted' };
-  const text = typeof data === 'string' ? data : Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : data instanceof ArrayBuffer ? Buffer.from(data).toString('utf8') : null;
+  // Buffer[] is how ws hands over fragments; any other array is not a frame (and Buffer.concat would throw on it).
+  const text = typeof data === 'string' ? data : Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) && data.every((d) => Buffer.isBuffer(d)) ? Buffer.concat(data).toString('utf8') : data instanceof ArrayBuffer ? Buffer.from(data).toString('utf8') : null;
   if (text === null) return { ok: false, reason: 'unreadable frame' };
   const result = decodeJson(schema, text);
   return result.ok ? result : { ok: false, reason: truncate(`bad frame: ${result.reason}`) };
