@@ -15,7 +15,7 @@ import { Job } from './job.ts';
 import type { Metrics } from './metrics.ts';
 import { Pool, poolKey } from './pool.ts';
 import type { RouterEvent, RouterObserver } from './router-events.ts';
-import type { Router, RouterStats } from './router.ts';
+import type { PoolStats, Router, RouterStats } from './router.ts';
 import type { SessionHost, WorkerSession } from './worker-session.ts';
 
 export interface LocalRouterOptions {
@@ -169,8 +169,8 @@ export class LocalRouter implements Router, SessionHost {
   }
 
   /** Per pool: workers by state, free slots and queue depth (the console's "why not?"). */
-  poolStats(): { suite: string; pool: string; ready: number; draining: number; freeSlots: number; queued: number }[] {
-    const out = [];
+  poolStats(): PoolStats[] {
+    const out: PoolStats[] = [];
     for (const p of this.#pools.values()) {
       let ready = 0;
       let draining = 0;

@@ -15,6 +15,16 @@ export interface RouterStats {
   pools: number;
 }
 
+/** One pool's workers by state, free slots and queue depth. */
+export interface PoolStats {
+  suite: string;
+  pool: string;
+  ready: number;
+  draining: number;
+  freeSlots: number;
+  queued: number;
+}
+
 export interface Router {
   /**
    * Runs one job on a worker of `suite`/`body.pool`. Resolves with the target's response;

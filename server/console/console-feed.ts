@@ -16,13 +16,14 @@ import type { JobSummary, RouterEvent, RouterObserver } from '../router-events.t
 import type { ConsoleServerMessage, Counters, JobDetails, JobRow, WorkerGone } from './console-protocol.ts';
 import type { ConsoleOptions } from './console-options.ts';
 import { recordJob, requestSize, rowOf } from './job-record.ts';
-import { counters, PoolMemory, RateWindow, type PoolStat } from './pool-view.ts';
+import type { PoolStats } from '../router.ts';
+import { counters, PoolMemory, RateWindow } from './pool-view.ts';
 
 /** What the console needs of the router (LocalRouter has it all). */
 export interface ConsoleRouter {
   observe(observer: RouterObserver): () => void;
   listWorkers(): WorkerInfo[];
-  poolStats(): PoolStat[];
+  poolStats(): PoolStats[];
   stats(): { workers: number; inFlight: number; queued: number };
   dispatch(suite: string, body: DispatchRequest, signal: AbortSignal): Promise<DispatchSuccess>;
 }

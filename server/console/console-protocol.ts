@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import type { ErrorCode } from '../../shared/errors.ts';
 import { dispatchRequestSchema, nameSchema, type WorkerInfo } from '../../shared/protocol.ts';
+import type { PoolStats } from '../router.ts';
 
 /** Path of the console socket. */
 export const CONSOLE_PATH = '/v1/console';
@@ -77,13 +78,7 @@ export interface JobDetails extends JobRow {
 }
 
 /** A pool as the "why not?" column sees it. */
-export interface PoolView {
-  suite: string;
-  pool: string;
-  ready: number;
-  draining: number;
-  freeSlots: number;
-  queued: number;
+export interface PoolView extends PoolStats {
   /** Why a dispatch would not run right now; null when it would. */
   whyNot: string | null;
 }

@@ -4,24 +4,17 @@
  */
 import type { Counters, PoolView } from './console-protocol.ts';
 
-export interface PoolStat {
-  suite: string;
-  pool: string;
-  ready: number;
-  draining: number;
-  freeSlots: number;
-  queued: number;
-}
+import type { PoolStats } from '../router.ts';
 
 /** Why a dispatch to this pool would not run right now, or null when it would. */
-export function whyNot(p: PoolStat): string | null {
+export function whyNot(p: PoolStats): string | null {
   if (p.ready + p.draining === 0) return 'no workers';
   if (p.ready === 0) return `all ${p.draining} draining`;
   if (p.freeSlots === 0) return p.queued > 0 ? `all full and ${p.queued} queued` : 'all full';
   return null;
 }
 
-export function poolView(p: PoolStat): PoolView {
+export function poolView(p: PoolStats): PoolView {
   return { suite: p.suite, pool: p.pool, ready: p.ready, draining: p.draining, freeSlots: p.freeSlots, queued: p.queued, whyNot: whyNot(p) };
 }
 
@@ -43,7 +36,7 @@ export class PoolMemory {
   }
 
   /** Current stats merged with remembered pools, sorted by suite then pool. */
-  views(current: Iterable<PoolStat>): PoolView[] {
+  views(current: Iterable<PoolStats>): PoolView[] {
     const out = new Map<string, PoolView>();
     for (const p of current) {
       const key = `${p.suite}/${p.pool}`;
