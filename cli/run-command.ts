@@ -2,11 +2,11 @@
  * Performs a parsed command. Streams, the clock and the abort signal are passed in,
  * so dispatch and workers are tested in-process against a fake server.
  */
-import { readFile } from 'node:fs/promises';
 import { STATUS_CODES } from 'node:http';
 import { dispatch, DispatchError, listWorkers } from '../client/client.ts';
 import type { HttpResponse } from '../shared/protocol.ts';
 import type { Command } from './parse-command.ts';
+import { AGENT_VERSION } from '../worker-agent/version.ts';
 import { formatWorkerTable } from './workers-table.ts';
 
 export interface Output {
@@ -31,8 +31,8 @@ export async function runCommand(command: Command, io: CliIo): Promise<number> {
     return 0;
   }
   if (command.kind === 'version') {
-    const pkg = await readFile(new URL('../package.json', import.meta.url), 'utf8');
-    io.stdout.write(`${/"version"\s*:\s*"([^"]+)"/.exec(pkg)?.[1] ?? 'unknown'}\n`);
+    // One package, one version: the agent's User-Agent reads the same package.json field.
+    io.stdout.write(`${AGENT_VERSION}\n`);
     return 0;
   }
   for (const warning of command.warnings) io.stderr.write(`flowtest ${command.kind}: ${warning}\n`);
@@ -45,7 +45,7 @@ export async function runCommand(command: Command, io: CliIo): Promise<number> {
     }
     case 'agent': {
       const { runAgentMain } = await import('../worker-agent/main.ts');
-      return runAgentMain(command.options);
+      return runAgentMain(command.options, { stderr: io.stderr });
     }
     case 'dispatch':
       return clientCall(io, 'dispatch', async () => {

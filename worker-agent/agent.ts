@@ -24,6 +24,7 @@ export interface AgentTuning {
   timeoutGraceMs?: number;
   /** Wait for the server's close frame before terminating (default 2000). */
   closeGraceMs?: number;
+  /** How long the opening handshake may take (default 10 000). */
   handshakeTimeoutMs?: number;
 }
 
@@ -42,11 +43,11 @@ interface RunningJob {
 }
 
 /**
- * Handshake statuses that retrying cannot fix, with the exit code they map to. Only a
- * refused token is final: a 400 may come from a proxy or a server mid-upgrade, so it is
- * retried with backoff like any other loss.
+ * Handshake statuses that retrying cannot fix (exit code 3). Only a refused token is
+ * final: a 400 may come from a proxy or a server mid-upgrade, so it is retried with
+ * backoff like any other loss.
  */
-const FINAL_STATUSES: Record<number, 3> = { 401: 3, 403: 3 };
+const FINAL_STATUSES: ReadonlySet<number> = new Set([401, 403]);
 
 function failure(code: AgentErrorCode, message: string): JobOutcome {
   return { error: { code, message } };
@@ -78,7 +79,7 @@ export class WorkerAgent {
   #state: 'new' | 'running' | 'draining' | 'closing' = 'new';
   #connection: Connection | null = null;
   #resolveStopped!: (stop: AgentStop) => void;
-  /** Backoff sleep between connections; owned by #sleep, cleared by #wake. */
+  /** Backoff sleep between connections; owned by #sleep, cleared by #wakeRetry (drain/close call it to skip the wait). */
   #retryTimer: NodeJS.Timeout | undefined;
   #wakeRetry: (() => void) | null = null;
   /** Wakes drain's wait for in-flight jobs (job ended, socket lost, close). */
@@ -131,7 +132,7 @@ export class WorkerAgent {
     if (this.#state === 'new') return this.close();
     if (this.#state === 'running') {
       this.#state = 'draining';
-      this.#wake();
+      this.#wakeRetry?.();
       const connection = this.#connection;
       if (connection?.isOpen) this.#drainDone = this.#drainConnection(connection);
       else connection?.terminate(); // still connecting: nothing is held, just stop
@@ -143,7 +144,7 @@ export class WorkerAgent {
   async close(): Promise<void> {
     const wasNew = this.#state === 'new';
     this.#state = 'closing';
-    this.#wake();
+    this.#wakeRetry?.();
     this.#wakeDrain?.();
     this.#abortAll();
     this.#connection?.terminate();
@@ -186,9 +187,9 @@ export class WorkerAgent {
       this.#abortAll();
       this.#wakeDrain?.();
 
-      if (end.kind === 'rejected' && FINAL_STATUSES[end.status] !== undefined) {
+      if (end.kind === 'rejected' && FINAL_STATUSES.has(end.status)) {
         this.#logger.error({ status: end.status, reason: end.reason }, 'the server refused this agent; not retrying');
-        return { kind: 'fatal', exitCode: FINAL_STATUSES[end.status], reason: end.reason };
+        return { kind: 'fatal', exitCode: 3, reason: end.reason };
       }
       if (this.#state !== 'running') break;
       this.#backoff.connectionEnded(end.kind === 'closed' ? end.livedMs : 0);
@@ -215,10 +216,6 @@ export class WorkerAgent {
       };
       this.#retryTimer = setTimeout(this.#wakeRetry, ms);
     });
-  }
-
-  #wake(): void {
-    this.#wakeRetry?.();
   }
 
   #onWelcome(frame: WelcomeFrame): void {

@@ -1,4 +1,4 @@
-/** The agent's version, read once from package.json, for the User-Agent of the worker socket. */
+/** The package version, read once from package.json: the worker socket's User-Agent and `flowtest --version`. */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { decodeJson } from '../shared/codec.ts';

@@ -129,6 +129,12 @@ test('help goes to stdout with exit 0', async () => {
   assert.equal(stderr.text, '');
 });
 
+test('--version prints the package version', async () => {
+  const { code, stdout } = await run(['--version']);
+  assert.equal(code, 0);
+  assert.match(stdout.text, /^\d+\.\d+\.\d+\S*\n$/);
+});
+
 test('formatHead leaves out an unknown reason phrase', () => {
   assert.equal(formatHead({ status: 799, headers: {}, body: '', bodyEncoding: 'utf8' }), 'HTTP/1.1 799\r\n\r\n');
 });
