@@ -1,7 +1,9 @@
 /**
  * A small typed client for CI code: dispatch one job to a pool and list workers.
- * Uses the global fetch; every answer is validated with the shared schemas.
+ * Uses node:http(s); every answer is validated with the shared schemas.
  */
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { decodeJson } from '../shared/codec.ts';
 import type { ErrorCode } from '../shared/errors.ts';
 import {
@@ -104,21 +106,39 @@ export function endpoint(server: string, path: string): URL {
   return new URL(path, base);
 }
 
-async function call(
+/**
+ * One request with node:http(s) rather than fetch: Node's fetch gives up waiting for
+ * response headers after 300 s, and a dispatch may legitimately wait up to its
+ * timeoutMs plus waitForWorkerMs (10 minutes each at most). No client-side deadline
+ * here: the server's deadline decides, and aborting `signal` drops the connection
+ * (which cancels the job).
+ */
+function call(
   url: URL,
   target: ClientTarget,
   init: { method: 'GET' | 'POST'; body?: string },
 ): Promise<{ status: number; text: string }> {
   const headers: Record<string, string> = { accept: 'application/json' };
-  if (init.body !== undefined) headers['content-type'] = 'application/json';
-  if (target.token !== undefined) headers.authorization = `Bearer ${target.token}`;
-  try {
-    const res = await fetch(url, { method: init.method, headers, body: init.body, signal: target.signal, redirect: 'manual' });
-    return { status: res.status, text: await res.text() };
-  } catch (err) {
-    if (target.signal?.aborted) throw target.signal.reason;
-    throw new DispatchError('network_error', 0, `${init.method} ${url.origin}${url.pathname}: ${describeCause(err)}`, { cause: err });
+  if (init.body !== undefined) {
+    headers['content-type'] = 'application/json';
+    headers['content-length'] = String(Buffer.byteLength(init.body));
   }
+  if (target.token !== undefined) headers.authorization = `Bearer ${target.token}`;
+  const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const fail = (err: unknown) => {
+      if (target.signal?.aborted) reject(target.signal.reason);
+      else reject(new DispatchError('network_error', 0, `${init.method} ${url.origin}${url.pathname}: ${describeCause(err)}`, { cause: err }));
+    };
+    const req = send(url, { method: init.method, headers, signal: target.signal }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', fail);
+    });
+    req.on('error', fail);
+    req.end(init.body);
+  });
 }
 
 function errorFromAnswer(status: number, text: string): DispatchError {
@@ -128,13 +148,9 @@ function errorFromAnswer(status: number, text: string): DispatchError {
   return new DispatchError('bad_response', status, `HTTP ${status} is not a flowtest error body${snippet ? `: ${snippet}` : ''}`);
 }
 
-/** fetch reports "fetch failed" and hides the useful part (ECONNREFUSED…) in `cause`. */
+/** A transport error with its errno code in front (ECONNREFUSED …) when the message lacks it. */
 function describeCause(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
-  const cause = err.cause;
-  if (cause instanceof Error) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    return code && !cause.message.includes(code) ? `${code} ${cause.message}` : cause.message;
-  }
-  return err.message;
+  const code = (err as NodeJS.ErrnoException).code;
+  return code && !err.message.includes(code) ? `${code} ${err.message}` : err.message;
 }
