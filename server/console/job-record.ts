@@ -96,7 +96,7 @@ export function recordJob(seq: number, job: JobSummary, replayable: boolean, lim
     ...row,
     request: {
       method: req.method,
-      url: cut(req.url, limits.urlChars),
+      url: row.url,
       headers: maskHeaders(req.headers, limits),
       body: req.body === undefined ? null : previewBody(req.body, req.bodyEncoding, headerValue(req.headers, 'content-type'), limits),
     },
@@ -105,7 +105,7 @@ export function recordJob(seq: number, job: JobSummary, replayable: boolean, lim
   };
 }
 
-/** The row part of a details record (what the feed sends). */
+/** The row part of a details record (what the feed sends), field by field so nothing of the details slips into rows. */
 export function rowOf(d: JobDetails): JobRow {
   return {
     seq: d.seq,

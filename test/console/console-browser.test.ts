@@ -42,6 +42,8 @@ function browserTest(name: string, fn: (t: TestContext, page: Page, frames: stri
 async function openConsole(page: Page, base: string, token: string = TOKENS.admin): Promise<void> {
   await page.goto(`${base}/console#token=${encodeURIComponent(token)}`);
   await page.waitForSelector('#status[data-state="live"]');
+  // "live" is set when the snapshot arrives; the page draws it on the next animation frame.
+  await page.waitForFunction("document.getElementById('c-workers').textContent !== '–'");
 }
 
 function startInProcessAgent(t: TestContext, s: TestServer, name: string) {
@@ -239,4 +241,34 @@ browserTest("the page's heartbeat notices a dead connection, reconnects and resy
   assert.equal(await page.locator('tr[data-worker-id="w-before"]').count(), 0);
   assert.equal(await page.evaluate('window.__flowtestConsole.stats.snapshots'), 2);
   assert.equal(await page.getAttribute('#status', 'data-state'), 'live');
+});
+
+browserTest('two quick sign-ins open one socket, and signing out closes it', async (t, page) => {
+  const rig = await startRig(t);
+  let sockets = 0;
+  page.on('websocket', () => (sockets += 1));
+  await page.goto(`${rig.url}/console`);
+  await page.fill('#signin-token', TOKENS.admin);
+  // Both submits are in their token check at once, as with a double Enter.
+  await page.evaluate("const f = document.getElementById('signin-form'); f.requestSubmit(); f.requestSubmit();");
+  await page.waitForSelector('#status[data-state="live"]');
+  await page.click('#sign-out');
+  await waitUntil(() => rig.gateway.openConsoles === 0, 3000, 'no console left open after sign-out');
+  assert.equal(sockets, 1);
+});
+
+browserTest('a Replay waiting for its answer says so when the connection drops', async (t, page) => {
+  const rig = await startRig(t);
+  // The replay hangs at the router until the server cancels it.
+  rig.router.dispatch = (_suite, _body, signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+  rig.router.emit({
+    kind: 'job-end',
+    job: { id: 'job-failed', suite: 'acme', pool: 'pool1', workerId: null, acceptedAt: Date.now(), durationMs: 1, outcome: 'no_worker', request: { method: 'GET', url: 'http://t.internal/x' }, response: null, error: { code: 'no_worker', message: 'none' } },
+  });
+  await openConsole(page, rig.url);
+  await page.click('#feed tr[data-job-id="job-failed"]');
+  await page.click('#replay:not([disabled])');
+  await page.waitForSelector('#replay-result:has-text("Replaying")');
+  await rig.gateway.close();
+  await page.waitForSelector('#replay-result .error:has-text("connection dropped")');
 });

@@ -16,6 +16,8 @@ const STATUS_TEXT = {
 
 let store = createStore();
 let socket = null;
+/** Bumped by every sign-in and sign-out: a token check that answers after a newer one is ignored. */
+let signInAttempt = 0;
 const send = (m) => socket?.send(m) ?? false;
 const workers = new WorkersView(store);
 const feed = new FeedView(store, (id) => details.show(id));
@@ -100,7 +102,10 @@ function setStatus(state, detail) {
   const el = $('status');
   el.dataset.state = state;
   setText(el, detail ? `${STATUS_TEXT[state]} — ${detail}` : STATUS_TEXT[state]);
-  if (state === 'reconnecting') form.connectionLost();
+  if (state === 'reconnecting') {
+    form.connectionLost();
+    details.connectionLost();
+  }
   if (state === 'refused') signOut(`Sign-in refused: ${detail}.`);
 }
 
@@ -116,6 +121,7 @@ function showSignIn(message) {
 }
 
 function signOut(message) {
+  signInAttempt += 1;
   sessionStorage.removeItem(TOKEN_KEY);
   const s = socket;
   socket = null;
@@ -129,8 +135,11 @@ function signOut(message) {
 }
 
 async function signIn(token) {
+  const attempt = ++signInAttempt;
   setStatus('connecting');
   const verdict = await checkToken(token);
+  // A second submit (or a sign-out) while this check ran supersedes it: only one socket, owned by `socket`.
+  if (attempt !== signInAttempt) return;
   if (verdict === 'unknown' || verdict === 'not-admin') {
     signOut(`Sign-in refused: ${verdict === 'unknown' ? 'unknown token' : 'not an admin token'}.`);
     return;

@@ -18,6 +18,8 @@ export function resultNode(m, label) {
 export class DetailsView {
   #root = $('details');
   #current = null;
+  /** The Replay awaiting its dispatch-result: { ref, out }. */
+  #pendingReplay = null;
   #send;
 
   /** `send(message)` sends on the console socket and returns false when it is down. */
@@ -48,7 +50,7 @@ export class DetailsView {
           title: j.replayable ? `re-send this request to ${j.suite}/${j.pool}` : 'the original request is no longer kept (or was too large)',
           onclick: () => {
             const ref = `replay-${j.id}-${Date.now()}`;
-            this.pendingReplay = { ref, out: replayOut };
+            this.#pendingReplay = { ref, out: replayOut };
             replayOut.replaceChildren(h('p', { class: 'muted' }, 'Replaying…'));
             if (!this.#send({ type: 'replay', ref, id: j.id })) replayOut.replaceChildren(h('p', { class: 'error' }, 'Not connected.'));
           },
@@ -74,9 +76,16 @@ export class DetailsView {
 
   /** A `dispatch-result` for a replay; returns true when it was one. */
   onResult(m) {
-    if (!this.pendingReplay || this.pendingReplay.ref !== m.ref) return false;
-    this.pendingReplay.out.replaceChildren(resultNode(m, 'Replay'));
-    this.pendingReplay = null;
+    if (!this.#pendingReplay || this.#pendingReplay.ref !== m.ref) return false;
+    this.#pendingReplay.out.replaceChildren(resultNode(m, 'Replay'));
+    this.#pendingReplay = null;
     return true;
+  }
+
+  /** The socket dropped: the server cancelled the replay, so its answer will not come. */
+  connectionLost() {
+    if (!this.#pendingReplay) return;
+    this.#pendingReplay.out.replaceChildren(h('p', { class: 'error' }, 'The connection dropped before the answer; the replay was cancelled.'));
+    this.#pendingReplay = null;
   }
 }
