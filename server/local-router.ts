@@ -132,6 +132,15 @@ export class LocalRouter implements Router, SessionHost {
     this.log.info({ workerId: session.id, suite: session.suite, pool: session.name }, 'worker draining');
     this.#emit(() => ({ kind: 'worker-draining', worker: session.info() }));
     if (pool) this.#recheckQueued(pool);
+    this.#closeIfDrained(session);
+  }
+
+  /**
+   * A draining worker is closed (1000) by the server once it holds nothing: only the server
+   * knows that no job routed to it before its drain frame arrived is still on the way.
+   */
+  #closeIfDrained(session: WorkerSession): void {
+    if (session.state === 'draining' && session.held.size === 0) session.close(1000, 'drained');
   }
 
   onWritable(session: WorkerSession): void {
@@ -313,7 +322,8 @@ export class LocalRouter implements Router, SessionHost {
     job.detachAbort = null;
     this.#jobs.delete(job.id);
     const pool = this.#pools.get(poolKey(job.suite, job.pool));
-    const workerId = job.worker?.id ?? null;
+    const workerOfJob = job.worker;
+    const workerId = workerOfJob?.id ?? null;
     if (wasHeld && job.worker) {
       const worker = job.worker;
       job.worker = null;
@@ -332,6 +342,7 @@ export class LocalRouter implements Router, SessionHost {
       this.#dropIfEmpty(pool);
     }
     if (this.#jobs.size === 0) this.#onIdle?.();
+    if (workerOfJob) this.#closeIfDrained(workerOfJob);
   }
 }
 

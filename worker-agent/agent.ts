@@ -82,7 +82,7 @@ export class WorkerAgent {
   /** Backoff sleep between connections; owned by #sleep, cleared by #wakeRetry (drain/close call it to skip the wait). */
   #retryTimer: NodeJS.Timeout | undefined;
   #wakeRetry: (() => void) | null = null;
-  /** Wakes drain's wait for in-flight jobs (job ended, socket lost, close). */
+  /** Wakes drain's wait for the server's close (socket lost or closed, close()). */
   #wakeDrain: (() => void) | null = null;
   #drainDone: Promise<void> | null = null;
 
@@ -124,8 +124,9 @@ export class WorkerAgent {
   }
 
   /**
-   * Graceful stop: sends `drain`, takes no new job, waits up to drainTimeoutMs for the
-   * jobs in flight, answers the rest `cancelled`, closes with 1000. Never reconnects.
+   * Graceful stop: sends `drain`, performs what the server still sends, waits up to
+   * drainTimeoutMs for the server to close once nothing is held, else answers the rest
+   * `cancelled` and closes with 1000. Never reconnects.
    * Resolves when the agent has stopped.
    */
   async drain(): Promise<void> {
@@ -250,7 +251,6 @@ export class WorkerAgent {
       if ('error' in outcome) this.#logger.info({ jobId: id, code: outcome.error.code, message: outcome.error.message, durationMs }, 'job failed');
       else this.#logger.debug({ jobId: id, status: outcome.response.status, durationMs }, 'job done');
       this.#reply(job.connection, id, outcome);
-      this.#jobEnded();
     }).catch((error: unknown) => this.#logger.error({ err: error, jobId: id }, 'answering a job failed'));
     this.#settling.add(settled);
     void settled.finally(() => this.#settling.delete(settled));
@@ -263,11 +263,6 @@ export class WorkerAgent {
     this.#jobs.delete(frame.id);
     job.controller.abort();
     this.#logger.info({ jobId: frame.id, reason: frame.reason }, 'job cancelled by the server');
-    this.#jobEnded();
-  }
-
-  #jobEnded(): void {
-    if (this.#jobs.size === 0) this.#wakeDrain?.();
   }
 
   /** Sends a result, replaced by `response_too_large` when it would exceed the server's frame limit (1009). */
@@ -291,22 +286,27 @@ export class WorkerAgent {
     }
   }
 
+  /**
+   * Sends `drain` and waits — up to drainTimeoutMs — for the server to close the socket.
+   * Only the server knows whether a job it routed here before reading our drain frame is
+   * still on its way, so it closes (1000) once this worker holds none of its jobs; jobs
+   * arriving meanwhile are performed. When the grace runs out the rest is answered
+   * `cancelled` and the agent closes with 1000 itself.
+   */
   async #drainConnection(connection: Connection): Promise<void> {
     connection.sendText(encodeFrame({ type: 'drain' }));
     this.#logger.info({ inFlight: this.#jobs.size, drainTimeoutMs: this.#config.drainTimeoutMs }, 'draining');
-    if (this.#jobs.size > 0) {
-      await new Promise<void>((resolve) => {
-        // Timer and waker owned by this wait; both cleared by wake.
-        const timer = setTimeout(() => wake(), this.#config.drainTimeoutMs);
-        const wake = (): void => {
-          clearTimeout(timer);
-          this.#wakeDrain = null;
-          resolve();
-        };
-        this.#wakeDrain = wake;
-      });
-    }
-    if (this.#state !== 'draining' || !connection.isOpen) return; // closed meanwhile: nothing to answer
+    await new Promise<void>((resolve) => {
+      // Timer and waker owned by this wait; both cleared by wake (socket end, close(), grace over).
+      const timer = setTimeout(() => wake(), this.#config.drainTimeoutMs);
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.#wakeDrain = null;
+        resolve();
+      };
+      this.#wakeDrain = wake;
+    });
+    if (this.#state !== 'draining' || !connection.isOpen) return; // the server closed, or close(): nothing to answer
     for (const [id, job] of this.#jobs) {
       this.#jobs.delete(id);
       job.controller.abort();

@@ -52,7 +52,7 @@ test('a frozen agent (SIGSTOP) is dropped by the heartbeat within 2 × heartbeat
   await waitUntil(async () => (await workers(server)).length === 1, 5000, 'the agent back in the listing');
 });
 
-test('agent SIGTERM: sends drain, finishes the job in flight, closes 1000 and exits 0', async (t) => {
+test('agent SIGTERM: sends drain, finishes the job in flight, is closed with 1000 once it holds nothing, exits 0', async (t) => {
   const target = await startTarget(t);
   let release: () => void = () => {};
   target.route('/hold', (_q, res) => {
@@ -72,7 +72,7 @@ test('agent SIGTERM: sends drain, finishes the job in flight, closes 1000 and ex
   assert.equal(r.status, 200);
   assert.equal(r.body.response.body, 'released');
   assert.deepEqual(await agent.exited, { code: 0, signal: null });
-  await server.waitForLine(/"reason":"socket closed \(1000\)".*"msg":"worker gone"/, 5000);
+  await server.waitForLine(/"reason":"drained".*"msg":"worker gone"/, 5000);
 });
 
 test('server SIGTERM: the job in flight finishes, agents get 1001 and retry, the server exits 0 by itself', async (t) => {

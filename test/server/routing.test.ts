@@ -113,17 +113,31 @@ test('pinning by workerId; an unknown worker id is no_worker', async (t) => {
   assert.equal(r.body.error.code, 'no_worker');
 });
 
-test('a draining worker takes no new job; queued jobs wait for the others', async (t) => {
+test('a draining worker takes no new job; queued jobs wait for the others; it is closed once it holds nothing', async (t) => {
   const s = await startTestServer(t);
-  const a = await FakeAgent.connect(t, s.wsUrl, { concurrency: 1 });
+  const a = await FakeAgent.connect(t, s.wsUrl, { concurrency: 2 });
+  const first = dispatch(s, 'acme', { pool: 'pool1', request: req() });
+  const held = await a.nextJob();
   a.send({ type: 'drain' });
-  await waitUntil(() => s.router.listWorkers("acme")[0]?.state === "draining");
+  await waitUntil(() => s.router.listWorkers('acme')[0]?.state === 'draining');
   const r = await dispatch(s, 'acme', { pool: 'pool1', request: req() });
-  assert.equal(r.body.error.code, 'no_worker');
+  assert.equal(r.body.error.code, 'no_worker', 'a free slot on a draining worker is not used');
   const pending = dispatch(s, 'acme', { pool: 'pool1', waitForWorkerMs: 5000, request: req() });
   const b = await FakeAgent.connect(t, s.wsUrl, { concurrency: 1 });
   const j = await b.nextJob();
   b.reply(j.id);
   assert.equal((await pending).body.workerId, b.welcome.workerId);
   assert.equal(a.frames.length, 0);
+  // The job it held still completes; then the server closes it (nothing can be on the way).
+  a.reply(held.id);
+  assert.equal((await first).status, 200);
+  assert.deepEqual(await a.closed, { code: 1000, reason: 'drained' });
+});
+
+test('a worker that drains holding nothing is closed by the server at once with 1000', async (t) => {
+  const s = await startTestServer(t);
+  const a = await FakeAgent.connect(t, s.wsUrl);
+  a.send({ type: 'drain' });
+  assert.deepEqual(await a.closed, { code: 1000, reason: 'drained' });
+  await waitUntil(() => s.router.stats().workers === 0);
 });

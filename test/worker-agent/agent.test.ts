@@ -226,10 +226,30 @@ test('drain: sends drain, runs a job already on its way, waits for the jobs in f
   held.res.end('finished');
   const result = asResult(await socket.nextFrame());
   assert.deepEqual([result.id, result.response?.body], ['j1', 'finished']);
+  // Nothing held: the server (which alone knows nothing else is on the way) closes.
+  socket.ws.close(1000, 'drained');
   assert.equal((await within(socket.closed, 3000, 'the close')).code, 1000);
   await within(drained, 3000, 'drain to resolve');
   assert.deepEqual(await agent.stopped, { kind: 'drained' });
   assert.equal(env.server.handshakes.length, 1, 'no reconnect after drain');
+});
+
+test('drain holding nothing: the agent waits for the server to close and performs a job still on its way', async (t) => {
+  const env = await setup(t);
+  const agent = env.start();
+  const socket = await env.connected();
+  // A round trip proves the agent has seen the socket open.
+  socket.send(job('probe', `${env.target.origin}/fast`));
+  assert.equal(asResult(await socket.nextFrame()).id, 'probe');
+  const drained = agent.drain();
+  assert.deepEqual(await socket.nextFrame(), { type: 'drain' });
+  // Routed here before the server read the drain frame: it arrives after the drain was sent.
+  socket.send(job('in-transit', `${env.target.origin}/fast`));
+  const result = asResult(await socket.nextFrame());
+  assert.deepEqual([result.id, result.response?.status], ['in-transit', 200]);
+  socket.ws.close(1000, 'drained');
+  await within(drained, 3000, 'drain to resolve');
+  assert.deepEqual(await agent.stopped, { kind: 'drained' });
 });
 
 test('drain grace over: the rest is answered cancelled and aborted at the target', async (t) => {

@@ -40,6 +40,7 @@ test('SIGTERM drains: drain frame, close 1000, exit code 0, handlers removed', a
   assert.equal(signalListeners(), before + 2);
   process.emit('SIGTERM', 'SIGTERM');
   assert.deepEqual(await socket.nextFrame(), { type: 'drain' });
+  socket.ws.close(1000, 'drained'); // as the server does once the worker holds nothing
   assert.equal((await within(socket.closed, 3000, 'the close')).code, 1000);
   assert.equal(await within(main, 3000, 'main'), 0);
   assert.equal(signalListeners(), before);
