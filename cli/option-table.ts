@@ -5,7 +5,7 @@
  * A kebab-case flag `--max-queue` maps to the config field `maxQueue` and to the
  * environment variable `FLOWTEST_MAX_QUEUE`.
  */
-import { BOUNDS, DEFAULTS } from '../shared/limits.ts';
+import { BOUNDS, DEFAULTS, LOG_LEVELS } from '../shared/limits.ts';
 
 export type OptionKind = 'string' | 'integer' | 'boolean';
 
@@ -68,6 +68,13 @@ export function splitHeaderList(value: string): string[] {
   return out;
 }
 
+const LOG_LEVEL_OPTION: OptionSpec = {
+  name: 'log-level',
+  kind: 'string',
+  arg: 'LEVEL',
+  help: `log level: ${LOG_LEVELS.join(', ')} (default info)`,
+};
+
 const token: OptionSpec = {
   name: 'token',
   kind: 'string',
@@ -93,6 +100,7 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
       { name: 'console-origin', kind: 'string', multiple: true, arg: 'ORIGIN', help: 'extra browser origin allowed to open the console (repeatable)' },
       { name: 'nats', kind: 'string', arg: 'URL', help: 'nats://HOST:PORT; servers sharing one NATS form one dispatcher' },
       { name: 'node-id', kind: 'string', arg: 'ID', help: 'this node\'s id in a cluster (default: generated)' },
+      LOG_LEVEL_OPTION,
     ],
   },
   agent: {
@@ -108,6 +116,7 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
       { name: 'allow-host', kind: 'string', multiple: true, arg: 'PATTERN', help: 'allowed target host: name, *.suffix, IP, CIDR or host:port (repeatable)' },
       { name: 'max-response-bytes', kind: 'integer', min: 1, arg: 'N', help: `largest target response read (default ${DEFAULTS.maxResponseBytes})` },
       { name: 'drain-timeout-ms', kind: 'integer', min: 0, arg: 'N', help: `grace for jobs in flight on SIGTERM (default ${DEFAULTS.drainTimeoutMs})` },
+      LOG_LEVEL_OPTION,
     ],
     notes: ['Exit 3 when the server refuses the token (401/403); other losses reconnect with backoff.'],
   },

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { describeIssue } from '../shared/codec.ts';
-import { DEFAULTS, NAME_PATTERN } from '../shared/limits.ts';
+import { DEFAULTS, LOG_LEVELS, NAME_PATTERN, type LogLevel } from '../shared/limits.ts';
 import { dispatchRequestSchema, type DispatchRequest, type Headers } from '../shared/protocol.ts';
 import { parseServerConfig, type ServerConfig } from '../server/config.ts';
 import { AgentOptionsError, resolveAgentConfig, type AgentOptions } from '../worker-agent/options.ts';
@@ -255,6 +255,7 @@ const BUILDERS: Record<CommandName, (values: OptionValues) => Command> = {
       allowHost: values.list('allow-host'),
       maxResponseBytes: values.integer('max-response-bytes') ?? DEFAULTS.maxResponseBytes,
       drainTimeoutMs: values.integer('drain-timeout-ms') ?? DEFAULTS.drainTimeoutMs,
+      ...(values.string('log-level') !== undefined ? { logLevel: values.string('log-level') as LogLevel } : {}),
     };
     try {
       // The agent's own checks (allow-host patterns, server URL) also count as bad options.

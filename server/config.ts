@@ -1,6 +1,6 @@
 /** Server options: defaults with units in one object, validated once by a strict schema. */
 import { z } from 'zod';
-import { BOUNDS, DEFAULTS } from '../shared/limits.ts';
+import { BOUNDS, DEFAULTS, LOG_LEVELS } from '../shared/limits.ts';
 
 export const serverConfigSchema = z.strictObject({
   host: z.string().min(1).default(DEFAULTS.host),
@@ -16,6 +16,7 @@ export const serverConfigSchema = z.strictObject({
   shutdownGraceMs: z.number().int().min(0).max(10 * 60_000).default(DEFAULTS.shutdownGraceMs),
   /** Extra browser origins allowed to open the console socket. */
   consoleOrigin: z.array(z.string()).default([]),
+  logLevel: z.enum(LOG_LEVELS).default('info'),
   nats: z.string().optional(),
   nodeId: z.string().min(1).max(64).optional(),
 });

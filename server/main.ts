@@ -10,7 +10,7 @@ export async function runServerMain(options: ServerOptions): Promise<number> {
     process.stderr.write('flowtest server: --nats (cluster mode) is not available in this version\n');
     return 2;
   }
-  const log = createLogger({ level: process.env.FLOWTEST_LOG_LEVEL ?? 'info' });
+  const log = createLogger({ level: config.logLevel });
   let tokens: TokenStore | undefined;
   if (config.tokensFile) {
     try {

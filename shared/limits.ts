@@ -42,5 +42,9 @@ export const BACKOFF = {
   resetAfterMs: 10_000,
 } as const;
 
+/** pino levels accepted by `--log-level` (server and agent). */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 /** Path of the worker socket endpoint. */
 export const WORKER_CONNECT_PATH = '/v1/workers/connect';

@@ -4,6 +4,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { WorkerAgent, type AgentTuning } from './agent.ts';
+import type { LogLevel } from '../shared/limits.ts';
 import { AgentOptionsError, resolveAgentConfig, type AgentOptions } from './options.ts';
 
 export type { AgentOptions } from './options.ts';
@@ -14,10 +15,8 @@ export { AgentOptionsError } from './options.ts';
 /** Paths pino censors; header maps are lower-cased before they could be logged. */
 const REDACT_PATHS = ['token', 'authorization', '*.token', '*.authorization', 'headers.authorization', '*.headers.authorization'];
 
-/** The agent's pino logger: JSON lines on stdout (or `destination`), level from FLOWTEST_LOG_LEVEL. */
-export function createAgentLogger(destination?: pino.DestinationStream): Logger {
-  const wanted = process.env.FLOWTEST_LOG_LEVEL ?? 'info';
-  const level = wanted === 'silent' || Object.hasOwn(pino.levels.values, wanted) ? wanted : 'info';
+/** The agent's pino logger: JSON lines on stdout (or `destination`). */
+export function createAgentLogger(level: LogLevel = 'info', destination?: pino.DestinationStream): Logger {
   const options = { name: 'flowtest-agent', level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } };
   return destination ? pino(options, destination) : pino(options);
 }
@@ -45,7 +44,7 @@ export interface AgentMainDeps {
  */
 export async function runAgentMain(options: AgentOptions, deps: AgentMainDeps = {}): Promise<number> {
   const stderr = deps.stderr ?? process.stderr;
-  const logger = deps.logger ?? createAgentLogger();
+  const logger = deps.logger ?? createAgentLogger(options.logLevel);
   let agent: WorkerAgent;
   try {
     agent = startAgent(options, logger, deps.tuning);

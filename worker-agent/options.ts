@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { describeIssue } from '../shared/codec.ts';
-import { BOUNDS } from '../shared/limits.ts';
+import { BOUNDS, LOG_LEVELS, type LogLevel } from '../shared/limits.ts';
 import { nameSchema } from '../shared/protocol.ts';
 import { InvalidAllowHostError, parseAllowlist, type Allowlist } from './allowlist.ts';
 import { connectUrl } from './connection.ts';
@@ -25,6 +25,8 @@ export interface AgentOptions {
   maxResponseBytes: number;
   /** Grace for jobs in flight after SIGTERM/SIGINT. */
   drainTimeoutMs: number;
+  /** pino level of the agent's log (default info). */
+  logLevel?: LogLevel;
 }
 
 /** Options that fail validation; the CLI prints the message and exits 2. */
@@ -45,6 +47,7 @@ export const agentOptionsSchema = z.strictObject({
   allowHost: z.array(z.string()),
   maxResponseBytes: z.number().int().positive(),
   drainTimeoutMs: z.number().int().nonnegative(),
+  logLevel: z.enum(LOG_LEVELS).optional(),
 }) satisfies z.ZodType<AgentOptions>;
 
 /** The agent's validated working config. */

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { parseCommand, parseHeaders, type Command, type Env } from '../../cli/parse-command.ts';
 import { COMMANDS, envName, fieldName, splitHeaderList } from '../../cli/option-table.ts';
 import { DEFAULTS } from '../../shared/limits.ts';
+import { serverConfigSchema } from '../../server/config.ts';
 
 const DISPATCH = ['dispatch', '--server', 'http://127.0.0.1:8080', '--suite', 'acme', '--pool', 'staging'];
 const AGENT = ['agent', '--server', 'ws://127.0.0.1:8080', '--suite', 'acme', '--name', 'staging'];
@@ -34,7 +35,7 @@ describe('names', () => {
 
   test('server options are exactly the config fields', () => {
     const fields = COMMANDS.server.options.map((o) => fieldName(o.name)).sort();
-    assert.deepEqual(fields, ['consoleOrigin', 'defaultTimeoutMs', 'heartbeatMs', 'host', 'maxPayloadBytes', 'maxQueue', 'nats', 'nodeId', 'port', 'shutdownGraceMs', 'tokensFile']);
+    assert.deepEqual(fields, Object.keys(serverConfigSchema.shape).sort());
   });
 });
 
@@ -252,5 +253,16 @@ describe('header helpers', () => {
   test('parseHeaders keeps empty values and the first spelling', () => {
     assert.deepEqual(parseHeaders(['X-A:', 'x-a: 2'], '--header'), { 'X-A': ['', '2'] });
     assert.equal(parseHeaders([], '--header'), undefined);
+  });
+});
+
+describe('log level', () => {
+  test('--log-level and FLOWTEST_LOG_LEVEL reach server and agent; a flag wins; a bad level is exit-2 material', () => {
+    assert.equal(as(command(['server'], { FLOWTEST_LOG_LEVEL: 'debug' }), 'server').options.logLevel, 'debug');
+    assert.equal(as(command(['server', '--log-level', 'warn'], { FLOWTEST_LOG_LEVEL: 'debug' }), 'server').options.logLevel, 'warn');
+    assert.equal(as(command(['server']), 'server').options.logLevel, 'info');
+    assert.equal(as(command([...AGENT], { FLOWTEST_LOG_LEVEL: 'error' }), 'agent').options.logLevel, 'error');
+    assert.match(usageError(['server'], { FLOWTEST_LOG_LEVEL: 'loud' }), /FLOWTEST_LOG_LEVEL/);
+    assert.match(usageError([...AGENT, '--log-level', 'loud']), /--log-level/);
   });
 });
