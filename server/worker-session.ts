@@ -48,7 +48,8 @@ export class WorkerSession {
   state: SessionState = 'ready';
   /** Jobs this worker holds. Owner: the dispatcher, which adds on send and removes when a job ends. */
   readonly held = new Map<string, Job>();
-  lastPongAt: Date | null = null;
+  /** Epoch ms of the last pong (a number: set on every pong, formatted only when listed). */
+  lastPongAtMs: number | null = null;
   rttMs: number | null = null;
   /** Why the session ended; set once by #gone. */
   goneReason: string | null = null;
@@ -145,7 +146,7 @@ export class WorkerSession {
       concurrency: this.meta.concurrency,
       inFlight: this.held.size,
       connectedAt: this.connectedAt.toISOString(),
-      lastPongAt: this.lastPongAt?.toISOString() ?? null,
+      lastPongAt: this.lastPongAtMs === null ? null : new Date(this.lastPongAtMs).toISOString(),
       rttMs: this.rttMs,
       agentVersion: this.meta.agentVersion,
       remoteAddress: this.meta.remoteAddress,
@@ -181,7 +182,7 @@ export class WorkerSession {
   #onPong(): void {
     if (!this.#awaitingPong) return; // unsolicited pongs carry no timing
     this.#awaitingPong = false;
-    this.lastPongAt = new Date();
+    this.lastPongAtMs = Date.now();
     this.rttMs = Math.round((performance.now() - this.#pingSentAt) * 100) / 100;
   }
 
