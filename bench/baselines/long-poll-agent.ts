@@ -8,6 +8,7 @@ import { decodeServerFrame, encodeFrame } from '../../shared/codec.ts';
 import { parseAllowlist } from '../../worker-agent/allowlist.ts';
 import { createTargetAgents, runJob } from '../../worker-agent/job-runner.ts';
 import { childConfig, serveBench } from '../harness/child.ts';
+import { httpCall } from '../harness/http.ts';
 import { POOL, SUITE, TOKENS } from '../harness/tokens.ts';
 
 const { server, concurrency } = childConfig<{ server: string; concurrency: number }>();
@@ -19,17 +20,8 @@ const auth = { authorization: `Bearer ${TOKENS.worker}` };
 let stopping = false;
 
 function call(method: string, path: string, body?: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = body === undefined ? auth : { ...auth, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) };
-    const req = http.request({ agent: toServer, host: base.hostname, port: base.port, method, path, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+  const headers: Record<string, string> = body === undefined ? auth : { ...auth, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) };
+  return httpCall(toServer, new URL(path, base), method, headers, body);
 }
 
 const registered = await call('POST', `/v1/workers/register?suite=${SUITE}&name=${POOL}&concurrency=${concurrency}`);

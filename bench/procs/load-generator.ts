@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import WebSocket from 'ws';
+import { httpCall } from '../harness/http.ts';
 import { childConfig, serveBench } from '../harness/child.ts';
 import { percentile } from '../harness/stats.ts';
 
@@ -31,20 +32,6 @@ export interface BurstAnswer {
 }
 
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
-
-/** One HTTP exchange; resolves with the status and the body text. */
-function httpCall(agent: http.Agent, url: URL, method: string, headers: Record<string, string>, body?: string): Promise<{ status: number; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ agent, host: url.hostname, port: url.port, path: url.pathname + url.search, method, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 /** One running load: its loops, its connections, and what the window recorded. */
 class Load {
