@@ -71,7 +71,8 @@ export class LocalRouter implements Router, SessionHost {
       const key = poolKey(suite, body.pool);
       const existing = this.#pools.get(key);
       const worker = existing?.pick(job);
-      const canEverRun = existing?.canEverRun(job) ?? false;
+      // Only a job that must wait needs to know whether any worker could ever take it.
+      const canEverRun = !worker && (existing?.canEverRun(job) ?? false);
       if (!worker) {
         if (!canEverRun && waitForWorkerMs === 0) {
           this.#reject(job, new FlowtestError('no_worker', noWorkerMessage(job)));
