@@ -20,13 +20,21 @@ export interface FakeAgentOptions {
 
 export class FakeAgent {
   readonly frames: ServerFrame[] = [];
-  readonly #waiters = new Set<{ match: (f: ServerFrame) => boolean; resolve: (f: ServerFrame) => void }>();
+  /** Pending `next` calls; each removed when it resolves, times out, or the socket closes. */
+  readonly #waiters = new Set<{ match: (f: ServerFrame) => boolean; resolve: (f: ServerFrame) => void; fail: (e: Error) => void }>();
   welcome!: WelcomeFrame;
   closed: Promise<{ code: number; reason: string }>;
 
   constructor(readonly ws: WebSocket) {
     ws.on('error', () => {});
-    this.closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: String(reason) })));
+    this.closed = new Promise((resolve) =>
+      ws.once('close', (code, reason) => {
+        // No frame can come any more: fail the waits now rather than at their timeouts.
+        for (const w of this.#waiters) w.fail(new Error(`socket closed (${code}) while waiting for a frame`));
+        this.#waiters.clear();
+        resolve({ code, reason: String(reason) });
+      }),
+    );
     ws.on('message', (data) => {
       const decoded = decodeServerFrame(data);
       if (!decoded.ok) throw new Error(`server sent a bad frame: ${decoded.reason}`);
@@ -50,8 +58,7 @@ export class FakeAgent {
     });
     const agent = new FakeAgent(ws);
     t.after(() => ws.terminate());
-    const closedEarly = agent.closed.then(({ code }) => Promise.reject(new Error(`socket closed before welcome (${code})`)));
-    agent.welcome = await Promise.race([agent.next('welcome'), closedEarly]);
+    agent.welcome = await agent.next('welcome');
     return agent;
   }
 
@@ -70,6 +77,10 @@ export class FakeAgent {
           clearTimeout(timer);
           this.frames.splice(this.frames.indexOf(f), 1);
           resolve(f as Extract<ServerFrame, { type: T }>);
+        },
+        fail: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
         },
       };
       this.#waiters.add(waiter);
