@@ -7,12 +7,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeJson } from '../shared/codec.ts';
 import { FlowtestError } from '../shared/errors.ts';
 import { NAME_PATTERN } from '../shared/limits.ts';
-import { dispatchRequestSchema } from '../shared/protocol.ts';
+import { dispatchRequestSchema, type DispatchRequest } from '../shared/protocol.ts';
 import { bearerToken, type Access, type TokenStore } from './auth.ts';
 import { errorOf, sendError, sendJson } from './http-reply.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
-import type { Router } from './router.ts';
+import type { JobCaller, Outcome, Router } from './router.ts';
 
 export interface HttpApiDeps {
   router: Router;
@@ -106,21 +106,48 @@ async function dispatch(deps: HttpApiDeps, req: IncomingMessage, res: ServerResp
   const parsed = decodeJson(dispatchRequestSchema, body);
   if (!parsed.ok) return sendError(res, errorOf('invalid_request', parsed.reason));
 
-  // The client dropping its connection before the answer cancels the job.
-  const abort = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) abort.abort();
+  new HttpDispatch(deps, res).start(suite, parsed.value);
+}
+
+/**
+ * One dispatch's caller over HTTP: the router answers it through `settle`; the client
+ * dropping its connection before the answer ('close' on the response) cancels the job.
+ * One object and one listener per job: no promise, no AbortController.
+ */
+class HttpDispatch implements JobCaller {
+  #jobId: string | null = null;
+  #settled = false;
+  /** The client went away: nobody is listening for the answer. */
+  #gone = false;
+
+  constructor(
+    readonly deps: HttpApiDeps,
+    readonly res: ServerResponse,
+  ) {}
+
+  start(suite: string, body: DispatchRequest): void {
+    this.#jobId = this.deps.router.submit(suite, body, this);
+    if (!this.#settled) this.res.once('close', this.#onClose);
+  }
+
+  readonly #onClose = (): void => {
+    if (this.#settled || this.res.writableFinished) return;
+    this.#gone = true;
+    if (this.#jobId !== null) this.deps.router.cancel(this.#jobId);
   };
-  res.once('close', onClose);
-  try {
-    const result = await deps.router.dispatch(suite, parsed.value, abort.signal);
-    sendJson(res, 200, result);
-  } catch (err) {
-    if (!(err instanceof FlowtestError)) throw err;
-    if (err.code === 'cancelled' && abort.signal.aborted) return; // nobody is listening
-    sendError(res, err);
-  } finally {
-    res.off('close', onClose);
+
+  settle(outcome: Outcome): void {
+    this.#settled = true;
+    this.res.off('close', this.#onClose);
+    if (this.#gone) return;
+    try {
+      if (outcome.ok) sendJson(this.res, 200, outcome.value);
+      else sendError(this.res, outcome.error);
+    } catch (err) {
+      // The router calls this inside its own bookkeeping: nothing may escape.
+      this.deps.log.error({ err }, 'request failed');
+      sendError(this.res, errorOf('internal', 'internal error'), true);
+    }
   }
 }
 

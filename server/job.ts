@@ -1,9 +1,8 @@
 /** One dispatch from acceptance to its single answer. */
 import { performance } from 'node:perf_hooks';
 import { nanoid } from 'nanoid';
-import type { FlowtestError } from '../shared/errors.ts';
-import type { DispatchSuccess, HttpRequest } from '../shared/protocol.ts';
-import type { WorkerSession } from './worker-session.ts';
+import type { HttpRequest } from '../shared/protocol.ts';
+import type { JobCaller, WorkerHandle } from './router.ts';
 
 export type JobState = 'queued' | 'held' | 'done';
 
@@ -12,14 +11,12 @@ export class Job {
   readonly acceptedAt = performance.now();
   readonly deadlineAt: number;
   state: JobState = 'queued';
-  /** The session holding the job while `held`; the session's `held` map has the same entry. */
-  worker: WorkerSession | null = null;
-  /** Owner: the dispatcher; set at acceptance, cleared when the job ends. */
+  /** The worker holding the job while `held` (it counts the job until released). Owner: the router. */
+  worker: WorkerHandle | null = null;
+  /** Owner: the pending table; set when the job enters it, cleared when the job ends. */
   deadlineTimer: NodeJS.Timeout | null = null;
-  /** Owner: the dispatcher; set while queued with no worker that could ever take it. */
+  /** Owner: the router; set while queued with no worker that could ever take it. */
   noWorkerTimer: NodeJS.Timeout | null = null;
-  /** Removes the caller's abort listener; owner: the dispatcher, called once when the job ends. */
-  detachAbort: (() => void) | null = null;
 
   constructor(
     readonly suite: string,
@@ -28,7 +25,8 @@ export class Job {
     readonly timeoutMs: number,
     readonly waitForWorkerMs: number,
     readonly pinnedWorkerId: string | undefined,
-    readonly settle: { resolve: (v: DispatchSuccess) => void; reject: (e: FlowtestError) => void },
+    /** Answered once, by the pending table (or by the router for a job refused before it entered). */
+    readonly caller: JobCaller,
   ) {
     this.deadlineAt = this.acceptedAt + timeoutMs;
   }

@@ -1,11 +1,13 @@
 /**
- * In-memory router: pools, the pending-jobs table and each job's single end.
+ * Single-node router: placement over the workers the registry reports (pools, queues,
+ * the least-loaded pick), with the pending table (pending-jobs.ts) holding each accepted
+ * job's caller and deadline.
  *
- * Every job ends in `#finish`, the one removal path: it clears the job's timers and
- * abort listener, takes it out of the table, its pool's queue and its worker's held
- * map, tells the worker to cancel when the job ended for a reason of ours, records
- * the metric and answers the caller. `onGone` calls it for every job a vanished
- * worker holds — the fail-fast promise of the product.
+ * Every job ends in `PendingJobs.complete`, which calls `jobEnding` here: it clears the
+ * no-worker timer, takes the job out of its pool's queue or its worker (which is told to
+ * cancel when the job ended for a reason of ours), records the metric and the console
+ * event and hands the freed slot on; the table then answers the caller. `workerGone`
+ * completes every job the vanished worker held — the fail-fast promise of the product.
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
@@ -13,28 +15,23 @@ import { FlowtestError } from '../shared/errors.ts';
 import type { DispatchRequest, DispatchSuccess, ResultFrame, WorkerInfo } from '../shared/protocol.ts';
 import { Job } from './job.ts';
 import type { Metrics } from './metrics.ts';
+import { PendingJobs, type JobRelease } from './pending-jobs.ts';
 import { Pool, poolKey } from './pool.ts';
 import type { RouterEvent, RouterObserver } from './router-events.ts';
-import type { PoolStats, Router, RouterStats } from './router.ts';
-import type { SessionHost, WorkerSession } from './worker-session.ts';
+import { dispatchWithSignal, type JobCaller, type Outcome, type PoolStats, type Router, type RouterStats, type WorkerHandle } from './router.ts';
 
 export interface LocalRouterOptions {
   defaultTimeoutMs: number;
   maxQueue: number;
 }
 
-type Ending = { ok: true; value: DispatchSuccess } | { ok: false; error: FlowtestError; cancelReason?: string };
-
-export class LocalRouter implements Router, SessionHost {
-  /** Owner of every accepted job until it ends. */
-  readonly #jobs = new Map<string, Job>();
+export class LocalRouter implements Router, JobRelease {
+  readonly #pending = new PendingJobs(this);
   /** Pools with a worker or a queued job; removed when both are gone. */
-  readonly #pools = new Map<string, Pool<WorkerSession>>();
-  /** Open sessions by worker id. */
-  readonly #sessions = new Map<string, WorkerSession>();
+  readonly #pools = new Map<string, Pool<WorkerHandle>>();
+  /** Workers by id, from `workerUp` to `workerGone`. */
+  readonly #workers = new Map<string, WorkerHandle>();
   #shuttingDown = false;
-  /** Set while shutdown waits for the table to empty; called by #finish. */
-  #onIdle: (() => void) | null = null;
   #metrics: Metrics | null = null;
   /** Observers (the console); each added by `observe`, removed by the function it returns. */
   readonly #observers = new Set<RouterObserver>();
@@ -49,117 +46,99 @@ export class LocalRouter implements Router, SessionHost {
     this.#metrics = metrics;
   }
 
-  /** Calls `observer` with every router event from now on; returns its remover. */
   observe(observer: RouterObserver): () => void {
     this.#observers.add(observer);
     return () => this.#observers.delete(observer);
   }
 
-  #emit(make: () => RouterEvent): void {
-    if (this.#observers.size === 0) return;
-    const event = make();
+  /** Callers check `#observers.size` first, so no event is built when nobody listens. */
+  #emit(event: RouterEvent): void {
     for (const o of this.#observers) o(event);
   }
 
   dispatch(suite: string, body: DispatchRequest, signal: AbortSignal): Promise<DispatchSuccess> {
     if (this.#shuttingDown) return Promise.reject(new FlowtestError('shutting_down', 'the server is shutting down'));
-    if (signal.aborted) return Promise.reject(new FlowtestError('cancelled', 'the client went away'));
-    const timeoutMs = body.timeoutMs ?? this.options.defaultTimeoutMs;
-    const waitForWorkerMs = Math.min(body.waitForWorkerMs ?? 0, timeoutMs);
-    return new Promise<DispatchSuccess>((resolve, reject) => {
-      const job = new Job(suite, body.pool, body.request, timeoutMs, waitForWorkerMs, body.workerId, { resolve, reject });
-      const key = poolKey(suite, body.pool);
-      const existing = this.#pools.get(key);
-      const worker = existing?.pick(job);
-      // Only a job that must wait needs to know whether any worker could ever take it.
-      const canEverRun = !worker && (existing?.canEverRun(job) ?? false);
-      if (!worker) {
-        if (!canEverRun && waitForWorkerMs === 0) {
-          this.#reject(job, new FlowtestError('no_worker', noWorkerMessage(job)));
-          return;
-        }
-        if ((existing?.queue.size ?? 0) >= this.options.maxQueue) {
-          this.#reject(job, new FlowtestError('overloaded', `the queue of pool ${body.pool} is full (${this.options.maxQueue} jobs)`));
-          return;
-        }
-      }
-      this.#jobs.set(job.id, job);
-      job.deadlineTimer = setTimeout(() => {
-        job.deadlineTimer = null;
-        this.#finish(job, { ok: false, error: new FlowtestError('timeout', `no answer within ${timeoutMs} ms`), cancelReason: 'timeout' });
-      }, timeoutMs);
-      const onAbort = () => this.#finish(job, { ok: false, error: new FlowtestError('cancelled', 'the client went away'), cancelReason: 'client_aborted' });
-      signal.addEventListener('abort', onAbort, { once: true });
-      job.detachAbort = () => signal.removeEventListener('abort', onAbort);
-
-      if (worker) {
-        this.#send(job, worker);
-        return;
-      }
-      const pool = existing ?? this.#createPool(suite, body.pool);
-      pool.queue.add(job);
-      if (!canEverRun) this.#startNoWorkerTimer(job);
-    });
+    return dispatchWithSignal(this, suite, body, signal);
   }
 
-  addWorker(session: WorkerSession): void {
-    this.#sessions.set(session.id, session);
-    const key = poolKey(session.suite, session.name);
-    const pool = this.#pools.get(key) ?? this.#createPool(session.suite, session.name);
-    pool.workers.add(session);
-    this.#emit(() => ({ kind: 'worker-up', worker: session.info() }));
+  submit(suite: string, body: DispatchRequest, caller: JobCaller): string | null {
+    if (this.#shuttingDown) {
+      caller.settle({ ok: false, error: new FlowtestError('shutting_down', 'the server is shutting down') });
+      return null;
+    }
+    const timeoutMs = body.timeoutMs ?? this.options.defaultTimeoutMs;
+    const waitForWorkerMs = Math.min(body.waitForWorkerMs ?? 0, timeoutMs);
+    const job = new Job(suite, body.pool, body.request, timeoutMs, waitForWorkerMs, body.workerId, caller);
+    const existing = this.#pools.get(poolKey(suite, body.pool));
+    const worker = existing?.pick(job);
+    // Only a job that must wait needs to know whether any worker could ever take it.
+    const canEverRun = !worker && (existing?.canEverRun(job) ?? false);
+    if (!worker) {
+      if (!canEverRun && waitForWorkerMs === 0) return this.#refuse(job, new FlowtestError('no_worker', noWorkerMessage(job)));
+      if ((existing?.queue.size ?? 0) >= this.options.maxQueue) {
+        return this.#refuse(job, new FlowtestError('overloaded', `the queue of pool ${body.pool} is full (${this.options.maxQueue} jobs)`));
+      }
+    }
+    this.#pending.add(job);
+    if (worker) {
+      this.#send(job, worker);
+      return job.id;
+    }
+    const pool = existing ?? this.#createPool(suite, body.pool);
+    pool.queue.add(job);
+    if (!canEverRun) this.#startNoWorkerTimer(job);
+    return job.id;
+  }
+
+  cancel(jobId: string): void {
+    this.#pending.complete(jobId, { ok: false, error: new FlowtestError('cancelled', 'the client went away'), cancelReason: 'client_aborted' });
+  }
+
+  // ---- WorkerEvents (from the registry) ----
+
+  workerUp(worker: WorkerHandle): void {
+    this.#workers.set(worker.id, worker);
+    const pool = this.#pools.get(poolKey(worker.suite, worker.pool)) ?? this.#createPool(worker.suite, worker.pool);
+    pool.workers.add(worker);
+    if (this.#observers.size > 0) this.#emit({ kind: 'worker-up', worker: worker.info() });
     this.#recheckQueued(pool);
     this.#pump(pool);
   }
 
-  // ---- SessionHost ----
-
-  onResult(session: WorkerSession, frame: ResultFrame): void {
-    const job = session.held.get(frame.id);
-    if (!job) {
-      this.#metrics?.lateResults.inc();
+  workerResult(worker: WorkerHandle, frame: ResultFrame): void {
+    const job = this.#pending.get(frame.id);
+    if (!job || job.worker !== worker) {
+      this.#metrics?.lateResult();
       return;
     }
     if (frame.response) {
       const durationMs = Math.round((performance.now() - job.acceptedAt) * 100) / 100;
-      this.#finish(job, { ok: true, value: { id: job.id, workerId: session.id, durationMs, response: frame.response } });
+      this.#pending.complete(job.id, { ok: true, value: { id: job.id, workerId: worker.id, durationMs, response: frame.response } });
     } else if (frame.error) {
-      this.#finish(job, { ok: false, error: new FlowtestError(frame.error.code, frame.error.message) });
+      this.#pending.complete(job.id, { ok: false, error: new FlowtestError(frame.error.code, frame.error.message) });
     }
   }
 
-  onDrain(session: WorkerSession): void {
-    const pool = this.#pools.get(poolKey(session.suite, session.name));
-    this.log.info({ workerId: session.id, suite: session.suite, pool: session.name }, 'worker draining');
-    this.#emit(() => ({ kind: 'worker-draining', worker: session.info() }));
+  workerDraining(worker: WorkerHandle): void {
+    if (this.#observers.size > 0) this.#emit({ kind: 'worker-draining', worker: worker.info() });
+    const pool = this.#pools.get(poolKey(worker.suite, worker.pool));
     if (pool) this.#recheckQueued(pool);
-    this.#closeIfDrained(session);
   }
 
-  /**
-   * A draining worker is closed (1000) by the server once it holds nothing: only the server
-   * knows that no job routed to it before its drain frame arrived is still on the way.
-   */
-  #closeIfDrained(session: WorkerSession): void {
-    if (session.state === 'draining' && session.held.size === 0) session.close(1000, 'drained');
-  }
-
-  onWritable(session: WorkerSession): void {
-    const pool = this.#pools.get(poolKey(session.suite, session.name));
+  workerWritable(worker: WorkerHandle): void {
+    const pool = this.#pools.get(poolKey(worker.suite, worker.pool));
     if (pool) this.#pump(pool);
   }
 
-  onGone(session: WorkerSession, reason: string): void {
-    this.#sessions.delete(session.id);
-    const key = poolKey(session.suite, session.name);
-    const pool = this.#pools.get(key);
-    pool?.workers.delete(session);
-    const held = [...session.held.values()];
-    for (const job of held) {
-      this.#finish(job, { ok: false, error: new FlowtestError('worker_disconnected', `worker ${session.id} disconnected: ${reason}`) });
+  workerGone(worker: WorkerHandle, jobIds: readonly string[], reason: string): void {
+    this.#workers.delete(worker.id);
+    const pool = this.#pools.get(poolKey(worker.suite, worker.pool));
+    pool?.workers.delete(worker);
+    for (const id of jobIds) {
+      if (this.#pending.get(id)?.worker !== worker) continue;
+      this.#pending.complete(id, { ok: false, error: new FlowtestError('worker_disconnected', `worker ${worker.id} disconnected: ${reason}`) });
     }
-    this.log.info({ workerId: session.id, suite: session.suite, pool: session.name, reason, failedJobs: held.length }, 'worker gone');
-    this.#emit(() => ({ kind: 'worker-down', workerId: session.id, suite: session.suite, pool: session.name, reason }));
+    if (this.#observers.size > 0) this.#emit({ kind: 'worker-down', workerId: worker.id, suite: worker.suite, pool: worker.pool, reason });
     if (pool) {
       this.#recheckQueued(pool);
       this.#dropIfEmpty(pool);
@@ -170,7 +149,7 @@ export class LocalRouter implements Router, SessionHost {
 
   listWorkers(suite?: string): WorkerInfo[] {
     const out: WorkerInfo[] = [];
-    for (const s of this.#sessions.values()) if (suite === undefined || s.suite === suite) out.push(s.info());
+    for (const w of this.#workers.values()) if (suite === undefined || w.suite === suite) out.push(w.info());
     return out;
   }
 
@@ -200,8 +179,8 @@ export class LocalRouter implements Router, SessionHost {
     let queued = 0;
     for (const p of this.#pools.values()) queued += p.queue.size;
     let inFlight = 0;
-    for (const s of this.#sessions.values()) inFlight += s.held.size;
-    return { pending: this.#jobs.size, queued, inFlight, workers: this.#sessions.size, pools: this.#pools.size };
+    for (const w of this.#workers.values()) inFlight += w.inFlight;
+    return { pending: this.#pending.size, queued, inFlight, workers: this.#workers.size, pools: this.#pools.size };
   }
 
   // ---- shutdown ----
@@ -209,43 +188,51 @@ export class LocalRouter implements Router, SessionHost {
   async shutdown(graceMs: number): Promise<void> {
     if (this.#shuttingDown) return;
     this.#shuttingDown = true;
-    if (this.#jobs.size > 0 && graceMs > 0) {
-      let grace: NodeJS.Timeout | undefined;
-      await new Promise<void>((resolve) => {
-        this.#onIdle = resolve;
-        grace = setTimeout(resolve, graceMs);
-      });
-      clearTimeout(grace);
-      this.#onIdle = null;
+    await this.#pending.idle(graceMs);
+    for (const job of [...this.#pending.values()]) {
+      this.#pending.complete(job.id, { ok: false, error: new FlowtestError('shutting_down', 'the server shut down before the job ended'), cancelReason: 'shutting_down' });
     }
-    for (const job of [...this.#jobs.values()]) {
-      this.#finish(job, { ok: false, error: new FlowtestError('shutting_down', 'the server shut down before the job ended'), cancelReason: 'shutting_down' });
+  }
+
+  // ---- JobRelease (from the pending table) ----
+
+  jobEnding(job: Job, outcome: Outcome): void {
+    const worker = job.state === 'held' ? job.worker : null;
+    this.#clearNoWorkerTimer(job);
+    this.#ended(job, worker?.id ?? null, outcome);
+    const pool = this.#pools.get(poolKey(job.suite, job.pool));
+    if (worker) {
+      job.worker = null;
+      // May close a draining worker that now holds nothing (its 'worker-down' follows this job's end).
+      worker.release(job.id, outcome.ok ? undefined : outcome.cancelReason);
+      if (pool) this.#pump(pool);
+    } else {
+      pool?.queue.delete(job);
     }
-    for (const session of [...this.#sessions.values()]) session.close(1001, 'server shutting down');
+    if (pool) this.#dropIfEmpty(pool);
   }
 
   // ---- internals ----
 
-  #createPool(suite: string, name: string): Pool<WorkerSession> {
-    const pool = new Pool<WorkerSession>(suite, name);
+  #createPool(suite: string, name: string): Pool<WorkerHandle> {
+    const pool = new Pool<WorkerHandle>(suite, name);
     this.#pools.set(poolKey(suite, name), pool);
     return pool;
   }
 
-  #dropIfEmpty(pool: Pool<WorkerSession>): void {
-    if (pool.empty) this.#pools.delete(poolKey(pool.suite, pool.name));
+  #dropIfEmpty(pool: Pool<WorkerHandle>): void {
+    if (pool.empty && this.#pools.get(poolKey(pool.suite, pool.name)) === pool) this.#pools.delete(poolKey(pool.suite, pool.name));
   }
 
-  #send(job: Job, worker: WorkerSession): void {
+  #send(job: Job, worker: WorkerHandle): void {
     job.state = 'held';
     job.worker = worker;
-    worker.held.set(job.id, job);
-    worker.send({ type: 'job', id: job.id, timeoutMs: job.remainingMs(), request: job.request });
-    this.#emit(() => ({ kind: 'job-start', id: job.id, suite: job.suite, pool: job.pool, workerId: worker.id }));
+    worker.sendJob(job.id, job.remainingMs(), job.request);
+    if (this.#observers.size > 0) this.#emit({ kind: 'job-start', id: job.id, suite: job.suite, pool: job.pool, workerId: worker.id });
   }
 
   /** Moves queued jobs to free slots, oldest first. */
-  #pump(pool: Pool<WorkerSession>): void {
+  #pump(pool: Pool<WorkerHandle>): void {
     for (const job of pool.queue) {
       if (!pool.hasFreeSlot()) return;
       const worker = pool.pick(job);
@@ -257,7 +244,7 @@ export class LocalRouter implements Router, SessionHost {
   }
 
   /** A queued job that no open worker could take fails with no_worker after its waitForWorkerMs. */
-  #recheckQueued(pool: Pool<WorkerSession>): void {
+  #recheckQueued(pool: Pool<WorkerHandle>): void {
     for (const job of pool.queue) {
       const canRun = pool.canEverRun(job);
       if (canRun) this.#clearNoWorkerTimer(job);
@@ -265,36 +252,37 @@ export class LocalRouter implements Router, SessionHost {
     }
   }
 
+  /** With waitForWorkerMs 0 still a timer (of 0): callers iterate the queue this job is in. */
   #startNoWorkerTimer(job: Job): void {
-    const fail = () => {
-      job.noWorkerTimer = null;
-      this.#finish(job, { ok: false, error: new FlowtestError('no_worker', noWorkerMessage(job)) });
-    };
-    if (job.waitForWorkerMs === 0) {
-      // Not synchronously: callers iterate the queue this job is in.
-      job.noWorkerTimer = setTimeout(fail, 0);
-    } else {
-      job.noWorkerTimer = setTimeout(fail, job.waitForWorkerMs);
-    }
+    job.noWorkerTimer = setTimeout(this.#onNoWorker, job.waitForWorkerMs, job);
   }
+
+  readonly #onNoWorker = (job: Job): void => {
+    job.noWorkerTimer = null;
+    this.#pending.complete(job.id, { ok: false, error: new FlowtestError('no_worker', noWorkerMessage(job)) });
+  };
 
   #clearNoWorkerTimer(job: Job): void {
     if (job.noWorkerTimer) clearTimeout(job.noWorkerTimer);
     job.noWorkerTimer = null;
   }
 
-  /** A job refused before it entered any table. */
-  #reject(job: Job, error: FlowtestError): void {
+  /** A job refused before it entered any table: recorded, answered, no id. */
+  #refuse(job: Job, error: FlowtestError): null {
     job.state = 'done';
-    this.#ended(job, null, { ok: false, error });
-    job.settle.reject(error);
+    const outcome: Outcome = { ok: false, error };
+    this.#ended(job, null, outcome);
+    job.caller.settle(outcome);
+    return null;
   }
 
   /** Metrics and observers for a job that ended. */
-  #ended(job: Job, workerId: string | null, ending: Ending): void {
+  #ended(job: Job, workerId: string | null, outcome: Outcome): void {
     const durationMs = performance.now() - job.acceptedAt;
-    this.#metrics?.jobEnded(job.suite, ending.ok ? 'ok' : ending.error.code, durationMs / 1000);
-    this.#emit(() => ({
+    const code = outcome.ok ? 'ok' : outcome.error.code;
+    this.#metrics?.jobEnded(job.suite, job.pool, code, durationMs / 1000);
+    if (this.#observers.size === 0) return;
+    this.#emit({
       kind: 'job-end',
       job: {
         id: job.id,
@@ -303,47 +291,12 @@ export class LocalRouter implements Router, SessionHost {
         workerId,
         acceptedAt: Date.now() - durationMs,
         durationMs: Math.round(durationMs * 100) / 100,
-        outcome: ending.ok ? 'ok' : ending.error.code,
+        outcome: code,
         request: job.request,
-        response: ending.ok ? ending.value.response : null,
-        error: ending.ok ? null : { code: ending.error.code, message: ending.error.message },
+        response: outcome.ok ? outcome.value.response : null,
+        error: outcome.ok ? null : { code: outcome.error.code, message: outcome.error.message },
       },
-    }));
-  }
-
-  /** The one way a job ends. Idempotent: a job is answered exactly once. */
-  #finish(job: Job, ending: Ending): void {
-    if (job.state === 'done') return;
-    const wasHeld = job.state === 'held';
-    job.state = 'done';
-    if (job.deadlineTimer) clearTimeout(job.deadlineTimer);
-    job.deadlineTimer = null;
-    this.#clearNoWorkerTimer(job);
-    job.detachAbort?.();
-    job.detachAbort = null;
-    this.#jobs.delete(job.id);
-    const pool = this.#pools.get(poolKey(job.suite, job.pool));
-    const workerOfJob = job.worker;
-    const workerId = workerOfJob?.id ?? null;
-    if (wasHeld && job.worker) {
-      const worker = job.worker;
-      job.worker = null;
-      worker.held.delete(job.id);
-      if (!ending.ok && ending.cancelReason) worker.send({ type: 'cancel', id: job.id, reason: ending.cancelReason });
-    } else {
-      pool?.queue.delete(job);
-    }
-
-    this.#ended(job, workerId, ending);
-    if (ending.ok) job.settle.resolve(ending.value);
-    else job.settle.reject(ending.error);
-
-    if (pool) {
-      if (wasHeld) this.#pump(pool);
-      this.#dropIfEmpty(pool);
-    }
-    if (this.#jobs.size === 0) this.#onIdle?.();
-    if (workerOfJob) this.#closeIfDrained(workerOfJob);
+    });
   }
 }
 

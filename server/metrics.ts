@@ -61,9 +61,14 @@ export class Metrics {
     });
   }
 
-  /** Records a finished job. */
-  jobEnded(suite: string, outcome: string, seconds: number): void {
+  /** Records a finished job. (`pool` is not a label yet.) */
+  jobEnded(suite: string, _pool: string, outcome: string, seconds: number): void {
     this.jobsTotal.inc({ suite, outcome });
     this.jobDuration.observe(seconds);
+  }
+
+  /** Records a result for an unknown or already finished job. */
+  lateResult(): void {
+    this.lateResults.inc();
   }
 }

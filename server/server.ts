@@ -1,5 +1,5 @@
 /**
- * Puts the server together — HTTP API, worker gateway, router, metrics — and takes
+ * Puts the server together — HTTP API, worker gateway and registry, router, metrics — and takes
  * it apart again in a fixed order (see `close`).
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
@@ -15,7 +15,9 @@ import { refuseUpgrade } from './http-reply.ts';
 import { LocalRouter } from './local-router.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
+import type { Router } from './router.ts';
 import { WorkerGateway } from './worker-gateway.ts';
+import { WorkerRegistry } from './worker-registry.ts';
 
 /** How long shutdown lets answers already being written finish before cutting their connections. */
 const RESPONSE_FLUSH_MS = 10_000;
@@ -31,7 +33,9 @@ export interface FlowtestServer {
   /** `http://host:port` as bound (0.0.0.0 shown as 127.0.0.1). */
   readonly url: string;
   readonly port: number;
-  readonly router: LocalRouter;
+  readonly router: Router;
+  /** This node's open worker sessions. */
+  readonly workers: WorkerRegistry;
   readonly metrics: Metrics;
   /** The debug console's socket endpoint (and its feed). */
   readonly console: ConsoleGateway;
@@ -61,8 +65,9 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
     jobsQueued: () => router.stats().queued,
   });
   router.useMetrics(metrics);
+  const workers = new WorkerRegistry(router, log);
   const gateway = new WorkerGateway(
-    router,
+    workers,
     tokens,
     // A socket backed up by four full frames takes no new job until it drains.
     { heartbeatMs: config.heartbeatMs, maxPayloadBytes: config.maxPayloadBytes, highWaterBytes: 4 * config.maxPayloadBytes },
@@ -131,6 +136,7 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
       gateway.stopAccepting();
       const consoleClosed = consoleGateway.close();
       await router.shutdown(config.shutdownGraceMs);
+      workers.closeAll(1001, 'server shutting down');
       gateway.close();
       if (openResponses.size > 0) {
         let flush: NodeJS.Timeout | undefined;
@@ -150,5 +156,5 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
     return closing;
   };
 
-  return { config, url, port, router, metrics, console: consoleGateway, devTokens, close, [Symbol.asyncDispose]: close };
+  return { config, url, port, router, workers, metrics, console: consoleGateway, devTokens, close, [Symbol.asyncDispose]: close };
 }

@@ -1,6 +1,7 @@
 /**
  * The worker socket endpoint: checks a handshake (subprotocol, parameters, token)
- * on 'upgrade' and either refuses it with an HTTP status or opens a WorkerSession.
+ * on 'upgrade' and either refuses it with an HTTP status or opens a WorkerSession,
+ * which it hands to the worker registry.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -12,19 +13,19 @@ import type { TokenStore } from './auth.ts';
 import { bearerToken } from './auth.ts';
 import type { Logger } from './logger.ts';
 import { refuseUpgrade } from './http-reply.ts';
-import type { LocalRouter } from './local-router.ts';
+import type { WorkerRegistry } from './worker-registry.ts';
 import { WorkerSession, type SessionOptions } from './worker-session.ts';
 
 /** How long a closing socket may wait for the peer's close frame before it is cut. */
 const CLOSE_TIMEOUT_MS = 2_000;
 
 export class WorkerGateway {
-  // Owner: this gateway; clientTracking is off, sessions are tracked by the router.
+  // Owner: this gateway; clientTracking is off, sessions are tracked by the registry.
   readonly #wss: WebSocketServer;
   #accepting = true;
 
   constructor(
-    readonly router: LocalRouter,
+    readonly registry: WorkerRegistry,
     readonly tokens: TokenStore,
     readonly sessionOptions: SessionOptions,
     readonly log: Logger,
@@ -66,10 +67,10 @@ export class WorkerGateway {
         ws,
         { suite, name, concurrency, agentVersion: agentVersion(req.headers['user-agent']), remoteAddress: req.socket.remoteAddress ?? null },
         this.sessionOptions,
-        this.router,
+        this.registry,
       );
       session.start();
-      this.router.addWorker(session);
+      this.registry.add(session);
       this.log.info({ workerId: session.id, suite, pool: name, concurrency, remoteAddress: session.meta.remoteAddress }, 'worker connected');
     });
   }

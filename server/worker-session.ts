@@ -1,8 +1,9 @@
 /**
- * One worker socket: its welcome, its heartbeat, the frames it sends, and the jobs
- * it holds. The session decides when the worker is gone — on close, on a socket
- * error, on a missed pong, on a bad frame — and tells its host at that moment, not
- * when ws eventually emits 'close'.
+ * One worker socket: its welcome, its heartbeat, the frames it sends, and the ids of
+ * the jobs it holds. The session decides when the worker is gone — on close, on a
+ * socket error, on a missed pong, on a bad frame — and tells its host (the worker
+ * registry) at that moment, not when ws eventually emits 'close'. To the router it is
+ * a `WorkerHandle`: it knows job ids, never the callers waiting for them.
  */
 import { isUtf8 } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
@@ -10,8 +11,8 @@ import { nanoid } from 'nanoid';
 import type { WebSocket } from 'ws';
 import { decodeAgentFrame, encodeFrame } from '../shared/codec.ts';
 import { CLOSE_CODES } from '../shared/errors.ts';
-import type { ResultFrame, ServerFrame, WorkerInfo } from '../shared/protocol.ts';
-import type { Job } from './job.ts';
+import type { HttpRequest, ResultFrame, ServerFrame, WorkerInfo } from '../shared/protocol.ts';
+import type { WorkerHandle } from './router.ts';
 
 export interface SessionHost {
   onResult(session: WorkerSession, frame: ResultFrame): void;
@@ -42,12 +43,12 @@ const STUCK_TICKS = 3;
 
 export type SessionState = 'ready' | 'draining' | 'gone';
 
-export class WorkerSession {
+export class WorkerSession implements WorkerHandle {
   readonly id = nanoid();
   readonly connectedAt = new Date();
   state: SessionState = 'ready';
-  /** Jobs this worker holds. Owner: the dispatcher, which adds on send and removes when a job ends. */
-  readonly held = new Map<string, Job>();
+  /** Ids of the jobs this worker holds: added by `sendJob`, removed by `release` (the router calls both). */
+  readonly held = new Set<string>();
   /** Epoch ms of the last pong (a number: set on every pong, formatted only when listed). */
   lastPongAtMs: number | null = null;
   rttMs: number | null = null;
@@ -76,6 +77,9 @@ export class WorkerSession {
     return this.meta.suite;
   }
   get name(): string {
+    return this.meta.name;
+  }
+  get pool(): string {
     return this.meta.name;
   }
   get concurrency(): number {
@@ -121,6 +125,26 @@ export class WorkerSession {
       }
     });
     if (this.ws.bufferedAmount >= this.options.highWaterBytes) this.#backedUp = true;
+  }
+
+  sendJob(jobId: string, timeoutMs: number, request: HttpRequest): void {
+    this.held.add(jobId);
+    this.send({ type: 'job', id: jobId, timeoutMs, request });
+  }
+
+  release(jobId: string, cancelReason?: string): void {
+    if (!this.held.delete(jobId)) return;
+    if (this.state === 'gone') return;
+    if (cancelReason !== undefined) this.send({ type: 'cancel', id: jobId, reason: cancelReason });
+    this.closeIfDrained();
+  }
+
+  /**
+   * A draining worker is closed (1000) by the server once it holds nothing: only the server
+   * knows that no job routed to it before its drain frame arrived is still on the way.
+   */
+  closeIfDrained(): void {
+    if (this.state === 'draining' && this.held.size === 0) this.close(1000, 'drained');
   }
 
   /** Ends the session with a close handshake (code and reason go to the agent). */

@@ -3,7 +3,7 @@
  * at info to stdout (the bench points stdout at /dev/null), plus what the bench reads
  * from inside — CPU, memory, loop delay (built-ins of serveBench), the number of open
  * workers, and a `gone` event stamped with the monotonic clock the moment the server
- * decides a worker is gone (the entry of the router's onGone, before it fails the jobs)
+ * decides a worker is gone (the entry of the registry's onGone, before the router fails the jobs)
  * and when onGone returned (every job failed; the answers are written right after).
  */
 import { createLogger } from '../../server/logger.ts';
@@ -19,11 +19,11 @@ const server = await startServer(
 
 const io = serveBench({ workers: () => server.router.stats().workers, router: () => server.router.stats() }, () => server.close());
 
-// Instrument, not change: the router is the session host, so its onGone is looked up per call.
-const router = server.router;
-const onGone = router.onGone.bind(router);
+// Instrument, not change: the worker registry is the session host, so its onGone is looked up per call.
+const registry = server.workers;
+const onGone = registry.onGone.bind(registry);
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
-router.onGone = (session, reason) => {
+registry.onGone = (session, reason) => {
   const atMs = nowMs();
   const failedJobs = session.held.size;
   onGone(session, reason);

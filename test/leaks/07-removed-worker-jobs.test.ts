@@ -55,7 +55,7 @@ test('finding 7 (removed worker jobs wait forever): a reset worker fails its 40 
 test('finding 7: jobs still being written to a worker that vanishes are answered worker_disconnected at once', async (t) => {
   const baseline = resources();
   const s = await startTestServer(t, { heartbeatMs: 60_000, maxPayloadBytes: 1024 * 1024 });
-  const sessions = trackSessions(s.router);
+  const sessions = trackSessions(s);
   const client = new HttpClient(s.url, 100);
   const a = await ScriptedAgent.connect(s.wsUrl, { concurrency: 100, onJob: () => {} });
   t.after(() => a.ws.terminate());

@@ -2,8 +2,8 @@
  * Child process of 02-departed-worker.test.ts, run with `--expose-gc`: a live server in
  * this process, CYCLES worker sockets that connect and leave in every way a worker can
  * (clean close, terminate, TCP reset, heartbeat kill, bad frame, oversize frame), some
- * holding jobs. Each WorkerSession is registered in a FinalizationRegistry as the router
- * takes it; after forced GCs every session but one deliberately kept (the negative
+ * holding jobs. Each WorkerSession is registered in a FinalizationRegistry as the worker
+ * registry takes it; after forced GCs every session but one deliberately kept (the negative
  * control, which proves the method sees a retained session) must have been collected,
  * with the server still running. Prints one JSON line with the counts.
  */
@@ -53,8 +53,8 @@ const registry = new FinalizationRegistry<string>((workerId) => {
 });
 let kept: WorkerSession | null = null; // the negative control, held strongly on purpose
 let keptRef: WeakRef<WorkerSession> | null = null;
-const addWorker = server.router.addWorker.bind(server.router);
-server.router.addWorker = (session: WorkerSession) => {
+const addWorker = server.workers.add.bind(server.workers);
+server.workers.add = (session: WorkerSession) => {
   created += 1;
   registry.register(session, session.id);
   addWorker(session);
@@ -97,8 +97,8 @@ await runPool(CYCLES, 96, cycle);
 // The negative control: a session this script keeps a reference to.
 {
   let control: WorkerSession | null = null;
-  const take = server.router.addWorker;
-  server.router.addWorker = (session: WorkerSession) => {
+  const take = server.workers.add;
+  server.workers.add = (session: WorkerSession) => {
     control = session;
     take(session);
   };
