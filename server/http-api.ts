@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeJson } from '../shared/codec.ts';
 import { FlowtestError } from '../shared/errors.ts';
 import { NAME_PATTERN } from '../shared/limits.ts';
-import { dispatchRequestSchema, type DispatchRequest } from '../shared/protocol.ts';
+import { dispatchRequestSchema } from '../shared/protocol.ts';
 import { bearerToken, type Access, type TokenStore } from './auth.ts';
 import { errorOf, sendError, sendJson } from './http-reply.ts';
 import type { Logger } from './logger.ts';
@@ -29,14 +29,21 @@ const SUITE_ROUTE = /^\/v1\/suites\/([^/]+)\/(dispatch|workers)$/;
 
 export function createHttpApi(deps: HttpApiDeps): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    handle(deps, req, res).catch((err: unknown) => {
-      deps.log.error({ err }, 'request failed');
-      sendError(res, errorOf('internal', 'internal error'), true);
-    });
+    try {
+      handle(deps, req, res);
+    } catch (err) {
+      failed(deps, res, err);
+    }
   };
 }
 
-async function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+function failed(deps: HttpApiDeps, res: ServerResponse, err: unknown): void {
+  deps.log.error({ err }, 'request failed');
+  sendError(res, errorOf('internal', 'internal error'), true);
+}
+
+/** Synchronous to the point where a request waits (its body, the metrics text): no promise per request. */
+function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://localhost');
   const path = url.pathname;
 
@@ -45,9 +52,10 @@ async function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerRespon
     return deps.isShuttingDown() ? sendJson(res, 503, { status: 'shutting_down' }) : sendJson(res, 200, { status: 'ready' });
   }
   if (path === '/metrics' && req.method === 'GET') {
-    const text = await deps.metrics.registry.metrics();
-    res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
-    res.end(text);
+    deps.metrics.registry.metrics().then((text) => {
+      res.writeHead(200, { 'content-type': deps.metrics.registry.contentType });
+      res.end(text);
+    }, (err: unknown) => failed(deps, res, err));
     return;
   }
   if (path === '/v1/workers') {
@@ -94,27 +102,24 @@ function authorize(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse,
   return false;
 }
 
-async function dispatch(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, suite: string): Promise<void> {
+function dispatch(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, suite: string): void {
   if (deps.isShuttingDown()) return sendError(res, errorOf('shutting_down', 'the server is shutting down'), true);
   if (!authorize(deps, req, res, { role: 'client', suite })) return;
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > deps.maxPayloadBytes) return sendError(res, tooLarge(deps.maxPayloadBytes), true);
-
-  const body = await readBody(req, deps.maxPayloadBytes);
-  if (body === 'too_large') return sendError(res, tooLarge(deps.maxPayloadBytes), true);
-  if (body === 'aborted') return;
-  const parsed = decodeJson(dispatchRequestSchema, body);
-  if (!parsed.ok) return sendError(res, errorOf('invalid_request', parsed.reason));
-
-  new HttpDispatch(deps, res).start(suite, parsed.value);
+  new HttpDispatch(deps, req, res, suite).readBody();
 }
 
 /**
- * One dispatch's caller over HTTP: the router answers it through `settle`; the client
- * dropping its connection before the answer ('close' on the response) cancels the job.
- * One object and one listener per job: no promise, no AbortController.
+ * One dispatch over HTTP, from its body to its answer: it reads the body (up to the limit;
+ * past it, drops what it read and answers 413 while the rest drains), submits the job and
+ * is the job's caller — the router answers through `settle`. The client dropping its
+ * connection before the answer ('close' on the response) cancels the job. Listeners are
+ * fields bound once; no promise and no AbortController per job.
  */
 class HttpDispatch implements JobCaller {
+  #chunks: Buffer[] = [];
+  #size = 0;
   #jobId: string | null = null;
   #settled = false;
   /** The client went away: nobody is listening for the answer. */
@@ -122,13 +127,59 @@ class HttpDispatch implements JobCaller {
 
   constructor(
     readonly deps: HttpApiDeps,
+    readonly req: IncomingMessage,
     readonly res: ServerResponse,
+    readonly suite: string,
   ) {}
 
-  start(suite: string, body: DispatchRequest): void {
-    this.#jobId = this.deps.router.submit(suite, body, this);
-    if (!this.#settled) this.res.once('close', this.#onClose);
+  readBody(): void {
+    const req = this.req;
+    req.on('data', this.#onData);
+    req.on('end', this.#onEnd);
+    req.on('error', this.#onAborted);
+    req.on('close', this.#onReqClose);
   }
+
+  #stopReading(): void {
+    const req = this.req;
+    req.off('data', this.#onData);
+    req.off('end', this.#onEnd);
+    req.off('error', this.#onAborted);
+    req.off('close', this.#onReqClose);
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    this.#size += chunk.length;
+    if (this.#size <= this.deps.maxPayloadBytes) {
+      this.#chunks.push(chunk);
+      return;
+    }
+    // Keep draining (and discarding) while the 413 goes out; its lingering close bounds how long.
+    this.#chunks = [];
+    this.#stopReading();
+    sendError(this.res, tooLarge(this.deps.maxPayloadBytes), true);
+  };
+
+  readonly #onAborted = (): void => this.#stopReading();
+
+  readonly #onReqClose = (): void => {
+    if (!this.req.complete) this.#stopReading();
+  };
+
+  readonly #onEnd = (): void => {
+    this.#stopReading();
+    const chunks = this.#chunks;
+    this.#chunks = [];
+    try {
+      const body = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
+      const parsed = decodeJson(dispatchRequestSchema, body);
+      if (!parsed.ok) return sendError(this.res, errorOf('invalid_request', parsed.reason));
+      this.#jobId = this.deps.router.submit(this.suite, parsed.value, this);
+      if (!this.#settled) this.res.on('close', this.#onClose);
+    } catch (err) {
+      failed(this.deps, this.res, err);
+    }
+  };
 
   readonly #onClose = (): void => {
     if (this.#settled || this.res.writableFinished) return;
@@ -145,44 +196,11 @@ class HttpDispatch implements JobCaller {
       else sendError(this.res, outcome.error);
     } catch (err) {
       // The router calls this inside its own bookkeeping: nothing may escape.
-      this.deps.log.error({ err }, 'request failed');
-      sendError(this.res, errorOf('internal', 'internal error'), true);
+      failed(this.deps, this.res, err);
     }
   }
 }
 
 function tooLarge(limit: number): FlowtestError {
   return errorOf('payload_too_large', `the request body is over ${limit} bytes`);
-}
-
-/** Reads the body up to `limit` bytes; past it, drops what it read and lets the caller answer and close. */
-function readBody(req: IncomingMessage, limit: number): Promise<string | 'too_large' | 'aborted'> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const done = (v: string | 'too_large' | 'aborted') => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onAbort);
-      req.off('close', onClose);
-      resolve(v);
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        // Keep draining (and discarding) while the 413 goes out; its lingering close bounds how long.
-        chunks.length = 0;
-        done('too_large');
-      } else chunks.push(chunk);
-    };
-    const onEnd = () => done(Buffer.concat(chunks).toString('utf8'));
-    const onAbort = () => done('aborted');
-    const onClose = () => {
-      if (!req.complete) done('aborted');
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onAbort);
-    req.on('close', onClose);
-  });
 }
