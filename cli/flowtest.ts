@@ -3,19 +3,30 @@
  * argv/env → parseCommand → runCommand → process.exitCode (never process.exit, so
  * stdout is flushed and a server or agent ends on its own after its shutdown).
  */
-import { parseCommand, USAGE_EXIT } from './parse-command.ts';
-import { runCommand } from './run-command.ts';
 
 // `flowtest dispatch … | head -1` closes our stdout early; that is not a failure.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code !== 'EPIPE') throw err;
 });
 
-const parsed = parseCommand(process.argv.slice(2), process.env);
-if (!parsed.ok) {
-  process.stderr.write(`${parsed.message}\n`);
-  process.exitCode = USAGE_EXIT;
+// `--version` (read as parseCommand reads it: the first argument) answers before the
+// parser and its schemas are loaded, in node's own start-up time.
+if (process.argv[2] === '--version') {
+  const { packageVersion } = await import('../shared/package-version.ts');
+  process.stdout.write(`${packageVersion()}\n`);
 } else {
+  await main();
+}
+
+async function main(): Promise<void> {
+  const { parseCommand, USAGE_EXIT } = await import('./parse-command.ts');
+  const { runCommand } = await import('./run-command.ts');
+  const parsed = parseCommand(process.argv.slice(2), process.env);
+  if (!parsed.ok) {
+    process.stderr.write(`${parsed.message}\n`);
+    process.exitCode = USAGE_EXIT;
+    return;
+  }
   const { command } = parsed;
   // Server and agent own their signals (drain, grace). A client call is aborted on the
   // first Ctrl-C: the dropped connection makes the server cancel the job.

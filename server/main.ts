@@ -1,4 +1,7 @@
 /** `flowtest server`: config → start → banner → signals. Returns the exit code. */
+import { existsSync } from 'node:fs';
+import { isAbsolute, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { TokenStore } from './auth.ts';
 import { parseServerConfig, type ServerOptions } from './config.ts';
 import { createLogger } from './logger.ts';
@@ -53,8 +56,25 @@ export async function runServerMain(options: ServerOptions): Promise<number> {
   return 0;
 }
 
+/**
+ * How the banner spells the flowtest command: `node` and the package's bin, relative to the
+ * working directory when inside it. Not `npx flowtest`: npm does not pass SIGTERM on, so an
+ * agent started that way would not drain when its supervisor stops it.
+ */
+export function flowtestCommand(cwd = process.cwd()): string {
+  // bin/ is one level above server/ in the sources and two above dist/server/ in the build.
+  const bin = ['../bin/flowtest.js', '../../bin/flowtest.js']
+    .map((candidate) => fileURLToPath(new URL(candidate, import.meta.url)))
+    .find((path) => existsSync(path));
+  if (!bin) return 'flowtest';
+  const rel = relative(cwd, bin);
+  const shown = rel.startsWith('..') || isAbsolute(rel) ? bin : rel;
+  return `node ${/^[\w./-]+$/.test(shown) ? shown : `'${shown.replaceAll("'", "'\\''")}'`}`;
+}
+
 function banner(url: string, t: { admin: string; worker: string; client: string }): string {
   const ws = url.replace(/^http/, 'ws');
+  const flowtest = flowtestCommand();
   return [
     '',
     'flowtest dispatcher — no --tokens-file given, so these tokens were made for this run:',
@@ -62,11 +82,12 @@ function banner(url: string, t: { admin: string; worker: string; client: string 
     `  worker token (default):  ${t.worker}`,
     `  client token (default):  ${t.client}`,
     '',
-    'Start an agent (on a host that can reach your targets):',
-    `  FLOWTEST_TOKEN=${t.worker} npx flowtest agent --server ${ws} --suite default --name local`,
+    'Start an agent (on a host that can reach your targets). Supervise this command itself:',
+    'it drains on SIGTERM; npx/npm are for interactive use, they do not pass SIGTERM on.',
+    `  FLOWTEST_TOKEN=${t.worker} ${flowtest} agent --server ${ws} --suite default --name local`,
     '',
     'Send a request through it:',
-    `  FLOWTEST_TOKEN=${t.client} npx flowtest dispatch --server ${url} --suite default --pool local GET https://example.internal/`,
+    `  FLOWTEST_TOKEN=${t.client} ${flowtest} dispatch --server ${url} --suite default --pool local GET https://example.internal/`,
     '',
     `Console: ${url}/console#token=${t.admin}`,
     '',

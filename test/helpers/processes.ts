@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const CLI = join(ROOT, 'cli', 'flowtest.ts');
+/** The package's bin: the compiled CLI (dist/) with plain node, as operators run it. */
+export const BIN = join(ROOT, 'bin', 'flowtest.js');
 
 export interface Proc {
   child: ChildProcess;
@@ -21,9 +23,19 @@ export interface Proc {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** The CLI from its TypeScript sources (through tsx). */
 export function startCli(t: TestContext, args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
-    cwd: ROOT,
+  return startNode(t, ['--import', 'tsx', CLI, ...args], env, ROOT);
+}
+
+/** The CLI through `node bin/flowtest.js`, in `cwd`. */
+export function startBin(t: TestContext, args: string[], env: Record<string, string> = {}, cwd = ROOT): Proc {
+  return startNode(t, [BIN, ...args], env, cwd);
+}
+
+function startNode(t: TestContext, nodeArgs: string[], env: Record<string, string>, cwd: string): Proc {
+  const child = spawn(process.execPath, nodeArgs, {
+    cwd,
     env: { ...process.env, FLOWTEST_LOG_LEVEL: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
