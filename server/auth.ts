@@ -31,11 +31,14 @@ function digest(token: string): string {
 export class TokenStore {
   // Owner: this store; filled once at construction.
   readonly #grants = new Map<string, Grants>();
+  /** Suites named in the file (metrics label only these). */
+  readonly #suites = new Set<string>();
 
   constructor(file: TokensFile) {
     const parsed = tokensFileSchema.parse(file);
     for (const t of parsed.admin) this.#grant(t).admin = true;
     for (const [suite, roles] of Object.entries(parsed.suites)) {
+      this.#suites.add(suite);
       for (const t of roles.worker) this.#grant(t).worker.add(suite);
       for (const t of roles.client) this.#grant(t).client.add(suite);
     }
@@ -73,6 +76,11 @@ export class TokenStore {
   }
 
   /** Decides whether `token` may do `access`. An admin token may do everything. */
+  /** Whether the tokens file names `suite`. */
+  knowsSuite(suite: string): boolean {
+    return this.#suites.has(suite);
+  }
+
   check(token: string | undefined, access: Access): AuthDecision {
     if (!token) return 'unauthorized';
     const g = this.#grants.get(digest(token));

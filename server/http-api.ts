@@ -12,6 +12,7 @@ import { bearerToken, type Access, type TokenStore } from './auth.ts';
 import { errorOf, sendError, sendJson } from './http-reply.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
+import type { RefusalLog } from './refusal-log.ts';
 import type { JobCaller, Outcome, Router } from './router.ts';
 
 export interface HttpApiDeps {
@@ -21,6 +22,8 @@ export interface HttpApiDeps {
   log: Logger;
   maxPayloadBytes: number;
   isShuttingDown(): boolean;
+  /** Counts and logs refusals; absent in tests that do not look. */
+  refusals?: RefusalLog;
   /** Extra routes (the console) tried before answering 404. Returns true when it answered. */
   extraRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL) => boolean;
 }
@@ -97,6 +100,7 @@ function methodNotAllowed(res: ServerResponse, allow: string): void {
 function authorize(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, access: Access): boolean {
   const decision = deps.tokens.check(bearerToken(req.headers.authorization), access);
   if (decision === 'ok') return true;
+  deps.refusals?.refused(decision, 'http', req.socket.remoteAddress, { path: req.url?.split('?')[0] });
   if (decision === 'unauthorized') sendError(res, errorOf('unauthorized', 'missing or unknown token'), true);
   else sendError(res, errorOf('forbidden', access.role === 'admin' ? 'an admin token is required' : `token not valid for suite ${access.suite}`), true);
   return false;

@@ -100,6 +100,7 @@ export class LocalRouter implements Router, JobRelease {
     this.#workers.set(worker.id, worker);
     const pool = this.#pools.get(poolKey(worker.suite, worker.pool)) ?? this.#createPool(worker.suite, worker.pool);
     pool.workers.add(worker);
+    this.#metrics?.workerConnected(worker.suite, worker.pool);
     if (this.#observers.size > 0) this.#emit({ kind: 'worker-up', worker: worker.info() });
     this.#recheckQueued(pool);
     this.#pump(pool);
@@ -138,6 +139,7 @@ export class LocalRouter implements Router, JobRelease {
       if (this.#pending.get(id)?.worker !== worker) continue;
       this.#pending.complete(id, { ok: false, error: new FlowtestError('worker_disconnected', `worker ${worker.id} disconnected: ${reason}`) });
     }
+    this.#metrics?.workerDisconnected(worker.suite, worker.pool, reason);
     if (this.#observers.size > 0) this.#emit({ kind: 'worker-down', workerId: worker.id, suite: worker.suite, pool: worker.pool, reason });
     if (pool) {
       this.#recheckQueued(pool);
@@ -155,6 +157,15 @@ export class LocalRouter implements Router, JobRelease {
 
   *workerCounts(): Iterable<{ suite: string; pool: string; count: number }> {
     for (const p of this.#pools.values()) if (p.workers.size > 0) yield { suite: p.suite, pool: p.name, count: p.workers.size };
+  }
+
+  /** Per pool: jobs held by its workers and jobs in its queue (the metrics' gauges). */
+  *poolJobs(): Iterable<{ suite: string; pool: string; inFlight: number; queued: number }> {
+    for (const p of this.#pools.values()) {
+      let inFlight = 0;
+      for (const w of p.workers) inFlight += w.inFlight;
+      yield { suite: p.suite, pool: p.name, inFlight, queued: p.queue.size };
+    }
   }
 
   /** Per pool: workers by state, free slots and queue depth (the console's "why not?"). */

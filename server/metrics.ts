@@ -1,27 +1,87 @@
 /**
  * Prometheus metrics (prom-client), one registry per server. Gauges are read from
  * the live tables at scrape time, so they cannot drift from what the server holds.
+ *
+ * Series are bounded: a suite label is a suite of the tokens file, a pool label a pool
+ * some worker has connected as; anything else is counted under `_other` (an admin token
+ * dispatching to made-up names must not grow the scrape). Outcomes are error codes, and
+ * disconnect reasons a fixed set.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { isErrorCode } from '../shared/errors.ts';
 
-/** What the gauges read at scrape time. */
+/** The label value for a suite, pool or outcome that would make an unbounded series. */
+export const OTHER_LABEL = '_other';
+
+/** Distinct pool labels kept; past it, newly seen pools count under `_other`. */
+export const MAX_POOL_LABELS = 1000;
+
+/**
+ * prom-client's default metrics that break `promtool check metrics` (gauges named `*_total`).
+ * The same figures by type remain: `nodejs_active_handles` etc. (sum them for the total).
+ */
+const DROPPED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/** Why a worker socket ended, as a bounded label. */
+export type DisconnectReason =
+  | 'drained'
+  | 'server_shutdown'
+  | 'heartbeat_timeout'
+  | 'backpressure'
+  | 'protocol_error'
+  | 'closed_by_agent'
+  | 'connection_lost'
+  | 'socket_error'
+  | 'other';
+
+/** Auth refusal kinds counted by `flowtest_auth_failures_total`. */
+export type AuthFailureKind = 'unauthorized' | 'forbidden' | 'rate_limited';
+/** Where a refusal happened: an HTTP route or a socket handshake (worker or console). */
+export type AuthFailureTransport = 'http' | 'socket';
+
+/**
+ * Maps the session's free-text reason (worker-session.ts, local-router.ts) to a label.
+ * Close code 1006 (no close frame) is a lost connection; other codes the agent chose.
+ */
+export function disconnectReason(text: string): DisconnectReason {
+  if (text === 'drained') return 'drained';
+  if (text.startsWith('server shutting down')) return 'server_shutdown';
+  if (text.startsWith('heartbeat')) return 'heartbeat_timeout';
+  if (text.startsWith('backpressure')) return 'backpressure';
+  if (text.startsWith('bad frame') || text.startsWith('protocol')) return 'protocol_error';
+  const closed = /^socket closed \((\d+)\)/.exec(text);
+  if (closed) return closed[1] === '1006' ? 'connection_lost' : 'closed_by_agent';
+  if (text.startsWith('socket error') || text.startsWith('send failed')) return 'socket_error';
+  return 'other';
+}
+
+/** What the gauges read at scrape time and how labels are bounded. */
 export interface MetricsSource {
   workerCounts(): Iterable<{ suite: string; pool: string; count: number }>;
-  jobsInFlight(): number;
-  jobsQueued(): number;
+  /** Per pool: jobs held by its workers and jobs waiting in its queue. */
+  poolJobs(): Iterable<{ suite: string; pool: string; inFlight: number; queued: number }>;
+  /** Whether `suite` is a suite of the tokens file (else its label is `_other`). */
+  knowsSuite(suite: string): boolean;
+}
+
+/** The per-label-set children of the job metrics, looked up once and kept (hot path). */
+interface JobChildren {
+  total: Counter.Internal;
+  duration: Histogram.Internal<'suite' | 'pool' | 'outcome'>;
 }
 
 export class Metrics {
   readonly registry = new Registry();
   readonly jobsTotal = new Counter({
     name: 'flowtest_jobs_total',
-    help: 'Dispatches that ended, by suite and outcome (ok or the error code)',
-    labelNames: ['suite', 'outcome'] as const,
+    help: 'Dispatches that ended, by suite, pool and outcome (ok or the error code)',
+    labelNames: ['suite', 'pool', 'outcome'] as const,
     registers: [this.registry],
   });
   readonly jobDuration = new Histogram({
     name: 'flowtest_job_duration_seconds',
-    help: 'Time from accepting a dispatch to answering it',
+    help: 'Time from accepting a dispatch to answering it, by suite, pool and outcome',
+    labelNames: ['suite', 'pool', 'outcome'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
   });
@@ -30,9 +90,37 @@ export class Metrics {
     help: 'Results for unknown or already finished jobs, dropped',
     registers: [this.registry],
   });
+  readonly workerConnections = new Counter({
+    name: 'flowtest_worker_connections_total',
+    help: 'Worker sockets accepted, by suite and pool',
+    labelNames: ['suite', 'pool'] as const,
+    registers: [this.registry],
+  });
+  readonly workerDisconnections = new Counter({
+    name: 'flowtest_worker_disconnections_total',
+    help: 'Worker sockets ended, by suite, pool and reason',
+    labelNames: ['suite', 'pool', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: 'flowtest_auth_failures_total',
+    help: 'Requests and socket handshakes refused for their token or rate, by kind and transport',
+    labelNames: ['kind', 'transport'] as const,
+    registers: [this.registry],
+  });
+
+  readonly #source: MetricsSource;
+  /** Pools a worker has connected as, by suite (bounded by MAX_POOL_LABELS in all). */
+  readonly #seenPools = new Map<string, Set<string>>();
+  #seenPoolCount = 0;
+  /** Children by suite → pool → outcome (labels already bounded). Owner: jobEnded. */
+  readonly #jobChildren = new Map<string, Map<string, Map<string, JobChildren>>>();
 
   constructor(source: MetricsSource) {
+    this.#source = source;
     collectDefaultMetrics({ register: this.registry });
+    for (const name of DROPPED_DEFAULT_METRICS) this.registry.removeSingleMetric(name);
+    const labels = this.#poolLabels.bind(this);
     new Gauge({
       name: 'flowtest_workers_connected',
       help: 'Open worker sockets by suite and pool',
@@ -40,31 +128,84 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.reset();
-        for (const { suite, pool, count } of source.workerCounts()) this.set({ suite, pool }, count);
+        for (const { suite, pool, count } of source.workerCounts()) this.inc(labels(suite, pool), count);
       },
     });
     new Gauge({
       name: 'flowtest_jobs_in_flight',
-      help: 'Jobs held by workers',
+      help: 'Jobs held by workers, by suite and pool (sum over labels: all jobs in flight)',
+      labelNames: ['suite', 'pool'] as const,
       registers: [this.registry],
       collect() {
-        this.set(source.jobsInFlight());
+        this.reset();
+        // Always present, so that sum() reads 0 rather than nothing on an idle server.
+        this.set({ suite: OTHER_LABEL, pool: OTHER_LABEL }, 0);
+        for (const { suite, pool, inFlight } of source.poolJobs()) if (inFlight > 0) this.inc(labels(suite, pool), inFlight);
       },
     });
     new Gauge({
       name: 'flowtest_jobs_queued',
-      help: 'Jobs waiting in pool queues',
+      help: 'Jobs waiting in pool queues, by suite and pool (sum over labels: all queued jobs)',
+      labelNames: ['suite', 'pool'] as const,
       registers: [this.registry],
       collect() {
-        this.set(source.jobsQueued());
+        this.reset();
+        this.set({ suite: OTHER_LABEL, pool: OTHER_LABEL }, 0);
+        for (const { suite, pool, queued } of source.poolJobs()) if (queued > 0) this.inc(labels(suite, pool), queued);
       },
     });
   }
 
-  /** Records a finished job. (`pool` is not a label yet.) */
-  jobEnded(suite: string, _pool: string, outcome: string, seconds: number): void {
-    this.jobsTotal.inc({ suite, outcome });
-    this.jobDuration.observe(seconds);
+  /** Labels a (suite, pool) pair within the bounds. */
+  #poolLabels(suite: string, pool: string): { suite: string; pool: string } {
+    if (!this.#source.knowsSuite(suite)) return { suite: OTHER_LABEL, pool: OTHER_LABEL };
+    return { suite, pool: this.#seenPools.get(suite)?.has(pool) ? pool : OTHER_LABEL };
+  }
+
+  /** Makes `pool` of `suite` a label of its own (a worker connected as it), within MAX_POOL_LABELS. */
+  notePool(suite: string, pool: string): void {
+    if (!this.#source.knowsSuite(suite)) return;
+    let pools = this.#seenPools.get(suite);
+    if (pools?.has(pool) || this.#seenPoolCount >= MAX_POOL_LABELS) return;
+    if (!pools) this.#seenPools.set(suite, (pools = new Set()));
+    pools.add(pool);
+    this.#seenPoolCount += 1;
+  }
+
+  /** Records a finished job. Hot path: one map walk to cached children once a label set is known. */
+  jobEnded(suite: string, pool: string, outcome: string, seconds: number): void {
+    let byPool = this.#jobChildren.get(suite);
+    let byOutcome = byPool?.get(pool);
+    let children = byOutcome?.get(outcome);
+    if (!children) {
+      const bounded = this.#poolLabels(suite, pool);
+      const label = { ...bounded, outcome: outcome === 'ok' || isErrorCode(outcome) ? outcome : OTHER_LABEL };
+      children = { total: this.jobsTotal.labels(label), duration: this.jobDuration.labels(label) };
+      // Cache only label sets that name themselves: a made-up name would grow the cache, not the scrape.
+      if (bounded.suite === suite && bounded.pool === pool && label.outcome === outcome) {
+        if (!byPool) this.#jobChildren.set(suite, (byPool = new Map()));
+        if (!byOutcome) byPool.set(pool, (byOutcome = new Map()));
+        byOutcome.set(outcome, children);
+      }
+    }
+    children.total.inc();
+    children.duration.observe(seconds);
+  }
+
+  /** Counts a worker socket accepted (and makes its pool a label). */
+  workerConnected(suite: string, pool: string): void {
+    this.notePool(suite, pool);
+    this.workerConnections.inc(this.#poolLabels(suite, pool));
+  }
+
+  /** Counts a worker socket ended; `reason` is the session's text, mapped by `disconnectReason`. */
+  workerDisconnected(suite: string, pool: string, reason: string): void {
+    this.workerDisconnections.inc({ ...this.#poolLabels(suite, pool), reason: disconnectReason(reason) });
+  }
+
+  /** Counts a refused request or handshake. */
+  authFailed(kind: AuthFailureKind, transport: AuthFailureTransport): void {
+    this.authFailures.inc({ kind, transport });
   }
 
   /** Records a result for an unknown or already finished job. */

@@ -15,6 +15,7 @@ import { refuseUpgrade } from './http-reply.ts';
 import { LocalRouter } from './local-router.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
+import { RefusalLog } from './refusal-log.ts';
 import type { Router } from './router.ts';
 import { WorkerGateway } from './worker-gateway.ts';
 import { WorkerRegistry } from './worker-registry.ts';
@@ -59,25 +60,23 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
   }
 
   const router = new LocalRouter({ defaultTimeoutMs: config.defaultTimeoutMs, maxQueue: config.maxQueue }, log);
-  const metrics = new Metrics({
-    workerCounts: () => router.workerCounts(),
-    jobsInFlight: () => router.stats().inFlight,
-    jobsQueued: () => router.stats().queued,
-  });
+  const metrics = new Metrics({ workerCounts: () => router.workerCounts(), poolJobs: () => router.poolJobs(), knowsSuite: (suite) => tokens.knowsSuite(suite) });
   router.useMetrics(metrics);
   const workers = new WorkerRegistry(router, log);
+  const refusals = new RefusalLog(metrics, log);
   const gateway = new WorkerGateway(
     workers,
     tokens,
     // A socket backed up by four full frames takes no new job until it drains.
     { heartbeatMs: config.heartbeatMs, maxPayloadBytes: config.maxPayloadBytes, highWaterBytes: 4 * config.maxPayloadBytes },
     log,
+    refusals,
   );
-  const consoleGateway = new ConsoleGateway({ router, tokens, log, allowedOrigins: config.consoleOrigin }, { maxRequestBytes: config.maxPayloadBytes });
+  const consoleGateway = new ConsoleGateway({ router, tokens, log, allowedOrigins: config.consoleOrigin, refusals }, { maxRequestBytes: config.maxPayloadBytes });
   let shuttingDown = false;
   const api = createHttpApi({
-    router, tokens, metrics, log, maxPayloadBytes: config.maxPayloadBytes, isShuttingDown: () => shuttingDown,
-    extraRoutes: createConsoleRoutes({ tokens }),
+    router, tokens, metrics, log, maxPayloadBytes: config.maxPayloadBytes, isShuttingDown: () => shuttingDown, refusals,
+    extraRoutes: createConsoleRoutes({ tokens, refusals }),
   });
   // Responses not yet finished; owner: this handler (added here, removed on 'close').
   // Shutdown waits for them so that no answer is cut off mid-body.

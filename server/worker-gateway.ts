@@ -7,12 +7,13 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { describeIssue } from '../shared/codec.ts';
-import { PROTOCOL_VERSION } from '../shared/limits.ts';
+import { PROTOCOL_VERSION, WORKER_CONNECT_PATH } from '../shared/limits.ts';
 import { connectQuerySchema } from '../shared/protocol.ts';
 import type { TokenStore } from './auth.ts';
 import { bearerToken } from './auth.ts';
 import type { Logger } from './logger.ts';
 import { refuseUpgrade } from './http-reply.ts';
+import type { RefusalLog } from './refusal-log.ts';
 import type { WorkerRegistry } from './worker-registry.ts';
 import { WorkerSession, type SessionOptions } from './worker-session.ts';
 
@@ -29,6 +30,7 @@ export class WorkerGateway {
     readonly tokens: TokenStore,
     readonly sessionOptions: SessionOptions,
     readonly log: Logger,
+    readonly refusals: RefusalLog | null = null,
   ) {
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -59,6 +61,7 @@ export class WorkerGateway {
     if (!query.success) return refuseUpgrade(socket, 400, 'invalid_request', describeIssue(query.error));
     const { suite, name, concurrency } = query.data;
     const decision = this.tokens.check(bearerToken(req.headers.authorization), { role: 'worker', suite });
+    if (decision !== 'ok') this.refusals?.refused(decision, 'socket', req.socket.remoteAddress, { path: WORKER_CONNECT_PATH, suite });
     if (decision === 'unauthorized') return refuseUpgrade(socket, 401, 'unauthorized', 'missing or unknown token');
     if (decision === 'forbidden') return refuseUpgrade(socket, 403, 'forbidden', `token not valid for suite ${suite}`);
 

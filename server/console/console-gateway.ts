@@ -12,7 +12,8 @@ import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import type { TokenStore } from '../auth.ts';
 import { refuseUpgrade } from '../http-reply.ts';
-import { CONSOLE_SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX } from './console-protocol.ts';
+import type { RefusalLog } from '../refusal-log.ts';
+import { CONSOLE_PATH, CONSOLE_SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX } from './console-protocol.ts';
 import { ConsoleFeed, type ConsoleRouter } from './console-feed.ts';
 import { parseConsoleOptions, type ConsoleOptions, type ConsoleOptionsInput } from './console-options.ts';
 import { ConsoleSession } from './console-session.ts';
@@ -27,6 +28,8 @@ export interface ConsoleGatewayDeps {
   log: Logger;
   /** `--console-origin`: browser origins allowed besides the server's own. */
   allowedOrigins: readonly string[];
+  /** Counts and logs token refusals. */
+  refusals?: RefusalLog;
 }
 
 /** The token in the offered subprotocols (`token.<base64url>`), or undefined. */
@@ -92,6 +95,7 @@ export class ConsoleGateway {
       .filter(Boolean);
     if (!offered.includes(CONSOLE_SUBPROTOCOL)) return refuseUpgrade(socket, 400, 'invalid_request', `subprotocol ${CONSOLE_SUBPROTOCOL} is required`);
     const decision = this.deps.tokens.check(tokenFromProtocols(offered), { role: 'admin' });
+    if (decision !== 'ok') this.deps.refusals?.refused(decision, 'socket', req.socket.remoteAddress, { path: CONSOLE_PATH });
     if (decision === 'unauthorized') return refuseUpgrade(socket, 401, 'unauthorized', 'missing or unknown token');
     if (decision === 'forbidden') return refuseUpgrade(socket, 403, 'forbidden', 'an admin token is required');
     if (this.#sessions.size >= this.options.maxConsoles) return refuseUpgrade(socket, 429, 'overloaded', `at most ${this.options.maxConsoles} consoles at once`);

@@ -10,6 +10,7 @@ import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bearerToken, type TokenStore } from '../auth.ts';
 import { errorOf, sendError } from '../http-reply.ts';
+import type { RefusalLog } from '../refusal-log.ts';
 
 const STATIC_DIR = fileURLToPath(new URL('./static/', import.meta.url));
 const TYPES: Record<string, string> = {
@@ -46,7 +47,7 @@ function loadAssets(): Map<string, Asset> {
 }
 
 /** Returns the `extraRoutes` handler of the HTTP API for `/console` and `/console/*`. */
-export function createConsoleRoutes(deps: { tokens: TokenStore }): (req: IncomingMessage, res: ServerResponse, url: URL) => boolean {
+export function createConsoleRoutes(deps: { tokens: TokenStore; refusals?: RefusalLog }): (req: IncomingMessage, res: ServerResponse, url: URL) => boolean {
   const assets = loadAssets();
   return (req, res, url) => {
     const path = url.pathname;
@@ -58,6 +59,7 @@ export function createConsoleRoutes(deps: { tokens: TokenStore }): (req: Incomin
     }
     if (path === '/console/auth') {
       const decision = deps.tokens.check(bearerToken(req.headers.authorization), { role: 'admin' });
+      if (decision !== 'ok') deps.refusals?.refused(decision, 'http', req.socket.remoteAddress, { path });
       if (decision === 'unauthorized') sendError(res, errorOf('unauthorized', 'missing or unknown token'));
       else if (decision === 'forbidden') sendError(res, errorOf('forbidden', 'an admin token is required'));
       else {

@@ -16,6 +16,7 @@ import { ERROR_CODES, type ErrorCode } from '../../shared/errors.ts';
 import { errorBodySchema } from '../../shared/protocol.ts';
 import { writeTokensFile } from '../helpers/cluster.ts';
 import { HttpClient } from '../helpers/http-client.ts';
+import { metricSum } from '../helpers/metrics-text.ts';
 import { rng, seedFrom } from '../helpers/prng.ts';
 import { startCli, type Proc } from '../helpers/processes.ts';
 import { TOKENS } from '../helpers/server.ts';
@@ -236,7 +237,8 @@ test(`chaos: random faults while dispatching (seed ${seed}; replay with FLOWTEST
   for (const agent of stopped) agent.child.kill('SIGCONT');
   stopped.clear();
   assert.deepEqual(await oldServerExit, { code: 0, signal: null }, 'the old server shut down by itself');
-  const gauge = async (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec((await server.client.get('/metrics')).body)?.[1]);
+  // Summed over the suite and pool labels: the whole server's figure.
+  const gauge = async (name: string) => metricSum((await server.client.get('/metrics')).body, name);
   await waitUntil(async () => (await gauge('flowtest_jobs_in_flight')) === 0 && (await gauge('flowtest_jobs_queued')) === 0, 5000, 'no job in flight or queued');
   assert.ok((await workers()).every((w) => w.inFlight === 0));
   for (const agent of agents) agent.child.kill('SIGTERM');

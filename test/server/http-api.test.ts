@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { ERROR_CODES } from '../../shared/errors.ts';
 import { workerListSchema } from '../../shared/protocol.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
+import { metricSum } from '../helpers/metrics-text.ts';
 import { dispatch, getJson, startTestServer, TOKENS } from '../helpers/server.ts';
 
 const body = { pool: 'pool1', request: { method: 'GET', url: 'http://127.0.0.1:9/' } };
@@ -101,7 +102,8 @@ test('metrics: contract names, default metrics, gauges back to 0 after jobs end'
   const p = dispatch(s, 'acme', body);
   const job = await a.nextJob();
   const during = (await getJson(s, '/metrics')).body as string;
-  assert.match(during, /^flowtest_jobs_in_flight 1$/m);
+  assert.equal(metricSum(during, 'flowtest_jobs_in_flight'), 1);
+  assert.match(during, /^flowtest_jobs_in_flight\{suite="acme",pool="pool1"\} 1$/m);
   assert.match(during, /^flowtest_workers_connected\{suite="acme",pool="pool1"\} 1$/m);
   a.reply(job.id);
   await p;
@@ -110,10 +112,13 @@ test('metrics: contract names, default metrics, gauges back to 0 after jobs end'
   for (const name of ['flowtest_workers_connected', 'flowtest_jobs_in_flight', 'flowtest_jobs_queued', 'flowtest_jobs_total', 'flowtest_job_duration_seconds', 'flowtest_late_results_total', 'process_cpu_user_seconds_total', 'nodejs_eventloop_lag_seconds']) {
     assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'), name);
   }
-  assert.match(text, /^flowtest_jobs_in_flight 0$/m);
-  assert.match(text, /^flowtest_jobs_queued 0$/m);
-  assert.match(text, /^flowtest_jobs_total\{suite="acme",outcome="ok"\} 1$/m);
-  assert.match(text, /^flowtest_jobs_total\{suite="acme",outcome="no_worker"\} 1$/m);
+  // Labelled by suite and pool; summed over the labels they are the contract's totals.
+  assert.equal(metricSum(text, 'flowtest_jobs_in_flight'), 0);
+  assert.equal(metricSum(text, 'flowtest_jobs_queued'), 0);
+  assert.match(text, /^flowtest_jobs_total\{suite="acme",pool="pool1",outcome="ok"\} 1$/m);
+  // No worker ever connected as pool `empty`: its jobs count under `_other`, not a series of their own.
+  assert.match(text, /^flowtest_jobs_total\{suite="acme",pool="_other",outcome="no_worker"\} 1$/m);
+  assert.match(text, /^flowtest_job_duration_seconds_count\{suite="acme",pool="pool1",outcome="ok"\} 1$/m);
 });
 
 test('no token and no authorization header appears in any log line', async (t) => {
