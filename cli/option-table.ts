@@ -140,7 +140,7 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
         help: 'request header (repeatable; the same name twice sends both)',
         splitEnv: splitHeaderList,
       },
-      { name: 'data', kind: 'string', arg: 'BODY', help: 'request body, sent as UTF-8 text' },
+      { name: 'data', kind: 'string', arg: 'BODY', help: 'request body as UTF-8 text; @FILE reads a file, @- stdin (bytes as they are; not UTF-8: sent as base64)' },
       { name: 'include', short: 'i', kind: 'boolean', help: 'print the status line and headers before the body' },
     ],
     notes: [

@@ -25,6 +25,8 @@ export type Command =
       token?: string;
       suite: string;
       body: DispatchRequest;
+      /** `--data @FILE` / `--data @-`: the request body is read from this file, or stdin for `-`, at run time. */
+      dataFrom?: string;
       include: boolean;
       warnings: string[];
     }
@@ -271,6 +273,9 @@ const BUILDERS: Record<CommandName, (values: OptionValues) => Command> = {
     const [method, url] = values.positionals as [string, string];
     const headers = parseHeaders(values.list('header'), values.source('header'));
     const data = values.string('data');
+    // As curl spells it: `@FILE` reads the body from a file, `@-` from stdin (read by runCommand).
+    const dataFrom = data?.startsWith('@') ? data.slice(1) : undefined;
+    if (dataFrom === '') throw new UsageError(`${values.source('data')} @: name a file, or - for stdin`);
     const timeoutMs = values.integer('timeout-ms');
     const candidate = {
       pool: values.string('pool'),
@@ -279,7 +284,7 @@ const BUILDERS: Record<CommandName, (values: OptionValues) => Command> = {
         method: normalizeMethod(method),
         url,
         ...(headers ? { headers } : {}),
-        ...(data !== undefined ? { body: data, bodyEncoding: 'utf8' } : {}),
+        ...(data !== undefined && dataFrom === undefined ? { body: data, bodyEncoding: 'utf8' } : {}),
       },
     };
     const parsed = dispatchRequestSchema.safeParse(candidate);
@@ -291,6 +296,7 @@ const BUILDERS: Record<CommandName, (values: OptionValues) => Command> = {
       ...(token !== undefined ? { token } : {}),
       suite: values.string('suite') as string,
       body: parsed.data,
+      ...(dataFrom !== undefined ? { dataFrom } : {}),
       include: values.boolean('include'),
       warnings: tokenWarnings(values),
     };

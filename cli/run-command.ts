@@ -2,10 +2,12 @@
  * Performs a parsed command. Streams, the clock and the abort signal are passed in,
  * so dispatch and workers are tested in-process against a fake server.
  */
+import { isUtf8 } from 'node:buffer';
+import { readFile } from 'node:fs/promises';
 import { STATUS_CODES } from 'node:http';
 import { dispatch, DispatchError, listWorkers } from '../client/client.ts';
-import type { HttpResponse } from '../shared/protocol.ts';
-import type { Command } from './parse-command.ts';
+import type { DispatchRequest, HttpResponse } from '../shared/protocol.ts';
+import { USAGE_EXIT, type Command } from './parse-command.ts';
 import { AGENT_VERSION } from '../worker-agent/version.ts';
 import { formatWorkerTable } from './workers-table.ts';
 
@@ -16,6 +18,8 @@ export interface Output {
 export interface CliIo {
   stdout: Output;
   stderr: Output;
+  /** Where `--data @-` reads from (default: process.stdin). */
+  stdin?: AsyncIterable<Uint8Array | string>;
   /** Aborts a dispatch or listing (Ctrl-C); the dropped connection cancels the job. */
   signal?: AbortSignal;
   now?: () => number;
@@ -47,18 +51,47 @@ export async function runCommand(command: Command, io: CliIo): Promise<number> {
       const { runAgentMain } = await import('../worker-agent/main.ts');
       return runAgentMain(command.options, { stderr: io.stderr });
     }
-    case 'dispatch':
+    case 'dispatch': {
+      let body = command.body;
+      if (command.dataFrom !== undefined) {
+        const read = await readData(command.dataFrom, io);
+        if (typeof read === 'string') {
+          io.stderr.write(`flowtest dispatch: --data @${command.dataFrom}: ${read}\n`);
+          return USAGE_EXIT;
+        }
+        body = withBody(body, read);
+      }
       return clientCall(io, 'dispatch', async () => {
-        const result = await dispatch({ ...command, signal: io.signal });
+        const result = await dispatch({ ...command, body, signal: io.signal });
         if (command.include) io.stdout.write(formatHead(result.response));
         io.stdout.write(decodeBody(result.response));
       });
+    }
     case 'workers':
       return clientCall(io, 'workers', async () => {
         const workers = await listWorkers({ ...command, signal: io.signal });
         io.stdout.write(formatWorkerTable(workers, (io.now ?? Date.now)()));
       });
   }
+}
+
+/** The bytes of `--data @FILE` or `@-`, or why they could not be read. */
+async function readData(from: string, io: CliIo): Promise<Buffer | string> {
+  try {
+    if (from !== '-') return await readFile(from);
+    const chunks: Buffer[] = [];
+    for await (const chunk of io.stdin ?? process.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk));
+    return Buffer.concat(chunks);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return `cannot read (${code ?? (err as Error).message})`;
+  }
+}
+
+/** The dispatch with `bytes` as its request body: UTF-8 text as it is, anything else as base64. */
+function withBody(body: DispatchRequest, bytes: Buffer): DispatchRequest {
+  const encoded = isUtf8(bytes) ? { body: bytes.toString('utf8'), bodyEncoding: 'utf8' as const } : { body: bytes.toString('base64'), bodyEncoding: 'base64' as const };
+  return { ...body, request: { ...body.request, ...encoded } };
 }
 
 async function clientCall(io: CliIo, name: string, call: () => Promise<void>): Promise<number> {

@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { parseCommand, type Env } from '../../cli/parse-command.ts';
 import { formatHead, runCommand } from '../../cli/run-command.ts';
@@ -137,4 +141,45 @@ test('--version prints the package version', async () => {
 
 test('formatHead leaves out an unknown reason phrase', () => {
   assert.equal(formatHead({ status: 799, headers: {}, body: '', bodyEncoding: 'utf8' }), 'HTTP/1.1 799\r\n\r\n');
+});
+
+test('--data @FILE sends the file as it is; bytes that are not UTF-8 go as base64', async (t) => {
+  const fake = await startFakeServer((_req, res) => json(res, 200, successBody({ body: 'ok' })));
+  t.after(() => fake.close());
+  const dir = mkdtempSync(join(tmpdir(), 'flowtest-data-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const text = join(dir, 'body.json');
+  // Larger than an argument list may hold (about 128 KiB per argument on Linux).
+  const big = `{"items":"${'x'.repeat(300 * 1024)}"}\r\n`;
+  writeFileSync(text, big);
+  const binary = join(dir, 'body.bin');
+  writeFileSync(binary, Buffer.from([0xff, 0x00, 0xfe]));
+
+  assert.equal((await run(dispatchArgv(fake.url, 'POST', 'http://t/', '--data', `@${text}`))).code, 0);
+  assert.deepEqual(JSON.parse(fake.requests[0].body).request, { method: 'POST', url: 'http://t/', body: big, bodyEncoding: 'utf8' });
+  assert.equal((await run(dispatchArgv(fake.url, 'POST', 'http://t/', '--data', `@${binary}`))).code, 0);
+  assert.deepEqual(JSON.parse(fake.requests[1].body).request, { method: 'POST', url: 'http://t/', body: '/wD+', bodyEncoding: 'base64' });
+
+  const missing = await run(dispatchArgv(fake.url, 'POST', 'http://t/', '--data', `@${join(dir, 'nope')}`));
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr.text, /^flowtest dispatch: --data @.*nope: cannot read \(ENOENT\)\n$/);
+  assert.equal(fake.requests.length, 2);
+});
+
+test('--data @- reads the body from stdin', async (t) => {
+  const fake = await startFakeServer((_req, res) => json(res, 200, successBody({ body: 'ok' })));
+  t.after(() => fake.close());
+  const parsed = parseCommand(dispatchArgv(fake.url, 'PUT', 'http://t/', '--data', '@-'), {});
+  if (!parsed.ok) assert.fail(parsed.message);
+  const stdin = Readable.from([Buffer.from('line one\n'), Buffer.from('line two\n')]);
+  const code = await runCommand(parsed.command, { stdout: new Sink(), stderr: new Sink(), stdin });
+  assert.equal(code, 0);
+  assert.deepEqual(JSON.parse(fake.requests[0].body).request.body, 'line one\nline two\n');
+});
+
+test('--data @ without a name is a usage error; a literal body keeps its text', () => {
+  const bad = parseCommand(dispatchArgv('http://127.0.0.1:1', 'POST', 'http://t/', '--data', '@'), {});
+  assert.deepEqual(bad, { ok: false, message: 'flowtest dispatch: --data @: name a file, or - for stdin' });
+  const literal = parseCommand(dispatchArgv('http://127.0.0.1:1', 'POST', 'http://t/', '--data', 'a@b'), {});
+  assert.ok(literal.ok && literal.command.kind === 'dispatch' && literal.command.body.request.body === 'a@b');
 });
