@@ -98,7 +98,7 @@ export const COMMANDS: Readonly<Record<CommandName, CommandSpec>> = {
       { name: 'max-queue', kind: 'integer', arg: 'N', help: `jobs that may wait in one pool's queue (default ${DEFAULTS.maxQueue})` },
       { name: 'shutdown-grace-ms', kind: 'integer', arg: 'N', help: `time jobs in flight get on SIGTERM (default ${DEFAULTS.shutdownGraceMs})` },
       { name: 'console-origin', kind: 'string', multiple: true, arg: 'ORIGIN', help: 'extra browser origin allowed to open the console (repeatable)' },
-      { name: 'nats', kind: 'string', arg: 'URL', help: 'nats://HOST:PORT; servers sharing one NATS form one dispatcher' },
+      { name: 'nats', kind: 'string', arg: 'URL', help: 'join a cluster over NATS (nats://HOST:PORT)' },
       { name: 'node-id', kind: 'string', arg: 'ID', help: 'this node\'s id in a cluster (default: generated)' },
       LOG_LEVEL_OPTION,
     ],

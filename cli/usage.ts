@@ -36,3 +36,24 @@ export function commandUsage(spec: CommandSpec): string {
   if (spec.notes) lines.push('', ...spec.notes);
   return `${lines.join('\n')}\n`;
 }
+
+/**
+ * Every `FLOWTEST_*` variable as a Markdown table (the README's, kept equal by a test):
+ * one row per variable and meaning, naming the commands that read it.
+ */
+export function envTable(): string {
+  const rows = new Map<string, { variable: string; flag: string; commands: string[]; help: string }>();
+  for (const spec of Object.values(COMMANDS)) {
+    for (const o of spec.options) {
+      const variable = envName(o.name);
+      const key = `${variable}\0${o.help}`;
+      const row = rows.get(key) ?? { variable, flag: `--${o.name}`, commands: [], help: o.help };
+      row.commands.push(spec.name);
+      rows.set(key, row);
+    }
+  }
+  const sorted = [...rows.values()].sort((a, b) => a.variable.localeCompare(b.variable) || a.commands[0].localeCompare(b.commands[0]));
+  const lines = ['| variable | flag | commands | meaning |', '| --- | --- | --- | --- |'];
+  for (const r of sorted) lines.push(`| \`${r.variable}\` | \`${r.flag}\` | ${r.commands.join(', ')} | ${r.help.replaceAll('|', '\\|')} |`);
+  return `${lines.join('\n')}\n`;
+}

@@ -109,7 +109,8 @@ export function endpoint(server: string, path: string): URL {
 /**
  * One request with node:http(s) rather than fetch: Node's fetch gives up waiting for
  * response headers after 300 s, and a dispatch may legitimately wait up to its
- * timeoutMs plus waitForWorkerMs (10 minutes each at most). No client-side deadline
+ * timeoutMs (10 minutes at most; the server counts waitForWorkerMs within it, from the
+ * moment it accepted the job), plus the time to send the body. No client-side deadline
  * here: the server's deadline decides, and aborting `signal` drops the connection
  * (which cancels the job).
  */

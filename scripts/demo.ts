@@ -158,7 +158,7 @@ async function main(): Promise<void> {
   );
   await waitFor('agent', async () => (await listWorkers({ server, token: tokens.client, suite: SUITE })).length > 0);
 
-  const cmd = `FLOWTEST_TOKEN=${tokens.client} npx flowtest`;
+  const cmd = `FLOWTEST_TOKEN=${tokens.client} node bin/flowtest.js`;
   const opts = `--server ${server} --suite ${SUITE} --pool ${POOL}`;
   process.stdout.write(
     [
