@@ -19,7 +19,9 @@ async function flowtest(args: string[], env: Record<string, string> = {}) {
   child.stderr.on('data', (c: Buffer) => err.push(c));
   try {
     const [code] = (await within(once(child, 'close'), DEADLINE_MS, `flowtest ${args.join(' ')}`)) as [number | null];
-    return { code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
+    // In a checkout without a fresh build the bin runs the sources and says so first (test/cli/build.test.ts covers the build).
+    const stderr = Buffer.concat(err).toString('utf8').replace(/^flowtest: .*running the TypeScript sources through tsx\n/, '');
+    return { code, stdout: Buffer.concat(out).toString('utf8'), stderr };
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
