@@ -73,7 +73,7 @@ test('--version runs the build with a read-only $TMPDIR and $HOME and prints the
   assert.deepEqual(readdirSync(cwd), []);
 });
 
-test('the compiled server runs on a read-only root, serves the console, and its own PID drains on SIGTERM', { skip }, async (t) => {
+test('the compiled server and agent run on a read-only root, the console is served, and each PID drains on SIGTERM', { skip }, async (t) => {
   assert.ok(existsSync(COMPILED), 'run npm run build first');
   const cwd = emptyWorkDir(t);
   const server = startBin(t, ['server', '--host', '127.0.0.1', '--port', '0'], unwritableEnv(t), cwd);
@@ -86,6 +86,14 @@ test('the compiled server runs on a read-only root, serves the console, and its 
   assert.equal(page.status, 200);
   assert.match(page.body, /<script/);
   assert.match(readFileSync(`/proc/${server.pid}/cmdline`, 'utf8'), /^[^\0]*node[^\0]*\0[^\0]*bin\/flowtest\.js\0server\0/);
+
+  // The agent from the banner's dev worker token, just as read-only.
+  const workerToken = /worker token \(default\):\s+(\S+)/.exec(await server.waitForLine(/worker token/))![1];
+  const agent = startBin(t, ['agent', '--server', url, '--suite', 'default', '--name', 'ro', '--allow-host', '127.0.0.1'], { ...unwritableEnv(t), FLOWTEST_TOKEN: workerToken }, cwd);
+  await agent.waitForLine(/"msg":"connected"/, 20_000);
+  agent.child.kill('SIGTERM');
+  assert.deepEqual(await agent.exited, { code: 0, signal: null });
+  assert.ok(agent.stdout.some((l) => l.includes('signal received: draining')), 'the agent drained');
 
   server.child.kill('SIGTERM');
   assert.deepEqual(await server.exited, { code: 0, signal: null });
