@@ -75,12 +75,12 @@ export class TokenStore {
     return { store, tokens };
   }
 
-  /** Decides whether `token` may do `access`. An admin token may do everything. */
   /** Whether the tokens file names `suite`. */
   knowsSuite(suite: string): boolean {
     return this.#suites.has(suite);
   }
 
+  /** Decides whether `token` may do `access`. An admin token may do everything. */
   check(token: string | undefined, access: Access): AuthDecision {
     if (!token) return 'unauthorized';
     const g = this.#grants.get(digest(token));
