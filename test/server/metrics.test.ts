@@ -164,7 +164,11 @@ test('the scrape passes promtool check metrics (and its rules, where promtool is
   a.reply((await a.nextJob()).id);
   assert.equal((await p).status, 200);
   await dispatch(s, 'acme', { pool: 'nobody', request: { method: 'GET', url: 'http://127.0.0.1:9/' } }, { token: 'nope-nope-nope' });
+  // An admin token may dispatch to any suite name: one not in the tokens file gets no series.
+  assert.equal((await dispatch(s, 'made-up', { pool: 'x', request: { method: 'GET', url: 'http://127.0.0.1:9/' } }, { token: TOKENS.admin })).status, 503);
   const text = (await getJson(s, '/metrics')).body as string;
+  assert.equal(metricSum(text, 'flowtest_jobs_total', { suite: OTHER_LABEL, pool: OTHER_LABEL, outcome: 'no_worker' }), 1);
+  assert.equal(samples(text, 'flowtest_jobs_total', { suite: 'made-up' }).length, 0);
 
   assert.deepEqual(lintProblems(text), []);
   assert.doesNotMatch(text, /^nodejs_active_\w+_total/m);
