@@ -51,11 +51,19 @@ test('jobs: pool and outcome labels on the counter and the histogram; child hand
   m.jobEnded('acme', 'staging', 'ok', 0.02);
   m.jobEnded('acme', 'staging', 'ok', 0.03);
   m.jobEnded('acme', 'staging', 'timeout', 1);
+  // Hot path: a known label set is looked up once, then its children are reused.
+  let lookups = 0;
+  const labels = m.jobsTotal.labels.bind(m.jobsTotal);
+  m.jobsTotal.labels = ((...args: Parameters<typeof labels>) => (lookups++, labels(...args))) as typeof m.jobsTotal.labels;
+  for (let i = 0; i < 5; i++) m.jobEnded('acme', 'staging', 'ok', 0.5);
+  assert.equal(lookups, 0);
+  m.jobEnded('acme', 'staging', 'cancelled', 0.5);
+  assert.equal(lookups, 1);
   const text = await m.registry.metrics();
-  assert.equal(metricSum(text, 'flowtest_jobs_total', { suite: 'acme', pool: 'staging', outcome: 'ok' }), 2);
+  assert.equal(metricSum(text, 'flowtest_jobs_total', { suite: 'acme', pool: 'staging', outcome: 'ok' }), 7);
   assert.equal(metricSum(text, 'flowtest_jobs_total', { suite: 'acme', pool: 'staging', outcome: 'timeout' }), 1);
   // Timeouts have their own histogram series, so they do not drown the p99 of answers.
-  assert.equal(metricSum(text, 'flowtest_job_duration_seconds_count', { suite: 'acme', pool: 'staging', outcome: 'ok' }), 2);
+  assert.equal(metricSum(text, 'flowtest_job_duration_seconds_count', { suite: 'acme', pool: 'staging', outcome: 'ok' }), 7);
   assert.equal(metricSum(text, 'flowtest_job_duration_seconds_bucket', { suite: 'acme', pool: 'staging', outcome: 'ok', le: '0.025' }), 1);
   assert.equal(metricSum(text, 'flowtest_job_duration_seconds_count', { outcome: 'timeout' }), 1);
 });
