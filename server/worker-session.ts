@@ -117,15 +117,18 @@ export class WorkerSession implements WorkerHandle {
    */
   send(frame: ServerFrame): void {
     if (this.state === 'gone') return;
-    this.ws.send(encodeFrame(frame), (err) => {
-      if (err) this.terminate(`send failed: ${err.message}`);
-      else if (this.#backedUp && this.writable && this.state !== 'gone') {
-        this.#backedUp = false;
-        this.host.onWritable(this);
-      }
-    });
+    this.ws.send(encodeFrame(frame), this.#afterWrite);
     if (this.ws.bufferedAmount >= this.options.highWaterBytes) this.#backedUp = true;
   }
+
+  /** Every write's callback; a field, so a send allocates no closure. */
+  readonly #afterWrite = (err?: Error | null): void => {
+    if (err) this.terminate(`send failed: ${err.message}`);
+    else if (this.#backedUp && this.writable && this.state !== 'gone') {
+      this.#backedUp = false;
+      this.host.onWritable(this);
+    }
+  };
 
   sendJob(jobId: string, timeoutMs: number, request: HttpRequest): void {
     this.held.add(jobId);
