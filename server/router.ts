@@ -100,6 +100,8 @@ export interface Router extends WorkerEvents {
   listWorkers(suite?: string): WorkerInfo[];
   workerCounts(): Iterable<{ suite: string; pool: string; count: number }>;
   poolStats(): PoolStats[];
+  /** Per pool: jobs held by its workers and jobs in its queue (the metrics' gauges). */
+  poolJobs(): Iterable<{ suite: string; pool: string; inFlight: number; queued: number }>;
   stats(): RouterStats;
   /**
    * Stops taking dispatches, waits up to `graceMs` for accepted jobs to end and fails the
