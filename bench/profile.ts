@@ -1,7 +1,8 @@
 /**
- * Measurement 4 — where the server's CPU goes: a `--cpu-prof` profile of a flowtest
- * server under dispatch load (concurrency 16, one agent), reduced to the functions
- * with the most self time and to self time by owner (our code, zod, ws, pino, …).
+ * Measurement 4 — where the CPU goes: `--cpu-prof` profiles of the flowtest server and
+ * of the real agent, both under dispatch load (concurrency 16, one agent with 64 slots,
+ * a debug console open as in measurement 1), each reduced to the functions with the
+ * most self time and to self time by owner (our code, zod, ws, undici, pino, …).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -16,6 +17,8 @@ export interface ProfileOptions {
   warmupMs: number;
   windowMs: number;
   outDir: string;
+  /** Rows of each "top functions" table. */
+  top?: number;
 }
 
 interface CpuProfile {
@@ -28,15 +31,26 @@ interface CpuProfile {
 
 export interface ProfileReport {
   text: string;
-  file: string;
+  /** The server's profile, then the agent's. */
+  files: string[];
 }
+
+const readProfile = (dir: string, name: string): CpuProfile => {
+  if (!readdirSync(dir).includes(name)) throw new Error(`no profile written to ${join(dir, name)}`);
+  return JSON.parse(readFileSync(join(dir, name), 'utf8')) as CpuProfile;
+};
 
 export async function measureProfile(env: { target: BenchChild; loadgen: BenchChild }, opts: ProfileOptions): Promise<ProfileReport> {
   const server = await startChild('flowtest server (profiled)', 'procs/flowtest-server.ts', {
     nodeFlags: ['--cpu-prof', '--cpu-prof-dir', opts.outDir, '--cpu-prof-name', 'server.cpuprofile'],
   });
   const serverUrl = server.info.url as string;
-  const agent = startCli(['agent', '--server', serverUrl.replace(/^http/, 'ws'), '--suite', SUITE, '--name', POOL, '--concurrency', '64'], { FLOWTEST_TOKEN: TOKENS.worker });
+  const agent = startCli(
+    ['agent', '--server', serverUrl.replace(/^http/, 'ws'), '--suite', SUITE, '--name', POOL, '--concurrency', '64'],
+    { FLOWTEST_TOKEN: TOKENS.worker },
+    ['--cpu-prof', '--cpu-prof-dir', opts.outDir, '--cpu-prof-name', 'agent.cpuprofile'],
+  );
+  const observer = await startChild('console observer', 'procs/console-observer.ts', { config: { server: serverUrl } });
   let load: LoadResult;
   let windowStartMs = 0;
   let windowEndMs = 0;
@@ -58,14 +72,22 @@ export async function measureProfile(env: { target: BenchChild; loadgen: BenchCh
     windowEndMs = nowMs();
     load = await env.loadgen.call<LoadResult>('finish');
   } finally {
-    await agent.kill();
-    await server.stop(); // the profile is written as the process exits
+    // Profiles are written as the processes exit normally: SIGTERM for the agent (it drains
+    // nothing — the load has stopped), SIGKILL only if it hangs.
+    agent.signal('SIGTERM');
+    const hung = setTimeout(() => void agent.kill(), 10_000);
+    await agent.exited;
+    clearTimeout(hung);
+    await observer.stop();
+    await server.stop();
   }
-  const file = join(opts.outDir, 'server.cpuprofile');
-  if (!readdirSync(opts.outDir).includes('server.cpuprofile')) throw new Error(`no profile written to ${file}`);
-  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-  // V8 stamps samples with CLOCK_MONOTONIC µs, the clock of nowMs(): keep the load window only.
-  return { text: render(profile, load, opts, windowStartMs * 1000, windowEndMs * 1000), file };
+  const window = [windowStartMs * 1000, windowEndMs * 1000] as const;
+  const serverText = render('Server', readProfile(opts.outDir, 'server.cpuprofile'), load, opts, ...window);
+  const agentText = render('Agent', readProfile(opts.outDir, 'agent.cpuprofile'), load, opts, ...window);
+  return {
+    text: `### Server\n\n${serverText}\n\n### Agent\n\n${agentText}`,
+    files: [join(opts.outDir, 'server.cpuprofile'), join(opts.outDir, 'agent.cpuprofile')],
+  };
 }
 
 /** Who a function belongs to, from its script URL. */
@@ -81,12 +103,12 @@ function ownerOf(url: string): string {
     return pkg;
   }
   const rel = relative(ROOT, path);
-  if (rel.startsWith('server/') || rel.startsWith('shared/')) return `ours: ${rel}`;
+  if (rel.startsWith('server/') || rel.startsWith('shared/') || rel.startsWith('worker-agent/') || rel.startsWith('cli/')) return `ours: ${rel}`;
   if (rel.startsWith('bench/')) return 'bench instrumentation';
   return rel;
 }
 
-function render(profile: CpuProfile, load: LoadResult, opts: ProfileOptions, fromUs: number, toUs: number): string {
+function render(role: string, profile: CpuProfile, load: LoadResult, opts: ProfileOptions, fromUs: number, toUs: number): string {
   // Self time: the time to the next sample goes to the function on top of the stack.
   const byNode = new Map(profile.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
@@ -108,7 +130,7 @@ function render(profile: CpuProfile, load: LoadResult, opts: ProfileOptions, fro
     const owner = functionName === '(garbage collector)' ? 'GC' : functionName === '(program)' ? '(program: native, unattributed)' : ownerOf(url);
     const path = url.startsWith('file://') ? relative(ROOT, fileURLToPath(url)) : url;
     // tsx hands V8 one-line modules: a line number in a .ts file says nothing.
-    const where = !url ? '' : path.endsWith('.ts') ? path : `${path.replace(/^node_modules\//, '')}:${lineNumber + 1}`;
+    const where = !url ? '' : path.endsWith('.ts') ? path : `${path.replace(/^.*node_modules\//, '')}:${lineNumber + 1}`;
     const key = `${functionName}|${where}`;
     const f = fns.get(key) ?? { name: functionName || '(anonymous)', where, owner, us: 0 };
     f.us += us;
@@ -118,17 +140,18 @@ function render(profile: CpuProfile, load: LoadResult, opts: ProfileOptions, fro
   }
   const share = (us: number) => `${num((100 * us) / busyUs, 1)}%`;
   const perJob = (us: number) => num(us / jobs, 1);
-  const top = [...fns.values()].sort((a, b) => b.us - a.us).slice(0, 20);
+  const topN = opts.top ?? 12;
+  const top = [...fns.values()].sort((a, b) => b.us - a.us).slice(0, topN);
   const byOwner = [...owners.entries()].sort((a, b) => b[1] - a[1]);
   return [
-    `Server under dispatch load at c=${opts.concurrency}, one agent; samples of the ${opts.windowMs} ms load window only (after ${opts.warmupMs} ms warm-up), idle excluded. ` +
+    `${role} under dispatch load at c=${opts.concurrency}, one agent with 64 slots, a console open; samples of the ${opts.windowMs} ms load window only (after ${opts.warmupMs} ms warm-up), idle excluded. ` +
       `${load.count} jobs, ${num((load.count * 1000) / load.windowMs, 0)} jobs/s with the profiler on; busy ${num(busyUs / 1000, 0)} ms = ${perJob(busyUs)} µs per job.`,
     '',
     'Self time by owner:',
     '',
     table(['owner', 'self time', 'share of busy', 'µs per job'], byOwner.map(([o, us]) => [o, `${num(us / 1000, 0)} ms`, share(us), perJob(us)])),
     '',
-    'Top 20 functions by self time:',
+    `Top ${topN} functions by self time:`,
     '',
     table(['function', 'where', 'owner', 'share of busy', 'µs per job'], top.map((f) => [f.name, f.where, f.owner.replace(/^ours: .*/, 'ours'), share(f.us), perJob(f.us)])),
   ].join('\n');

@@ -1,11 +1,12 @@
 /**
  * `npm run bench`: starts every process it needs on loopback, runs the four
- * measurements, prints their tables and writes them (with the CPU profile) to a
+ * measurements, prints their tables and writes them (with the CPU profiles) to a
  * directory it names at the end. Exits non-zero only when the bench could not run;
  * a missed target is a result, not a failure.
  *
- *   npm run bench                 # everything (about 4 minutes)
- *   npm run bench -- dispatch     # one or more of: dispatch scale failure profile (run in that order)
+ *   npm run bench                          # everything (about 7 minutes)
+ *   npm run bench -- dispatch              # one or more of: dispatch scale failure profile (run in that order)
+ *   npm run bench -- dispatch profile --quick   # shorter windows (fewer requests), 3 repetitions instead of 5
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -20,10 +21,12 @@ import { num } from './harness/stats.ts';
 const ALL = ['dispatch', 'scale', 'failure', 'profile'] as const;
 type Phase = (typeof ALL)[number];
 
-const asked = process.argv.slice(2);
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const asked = args.filter((a) => a !== '--quick');
 const unknown = asked.filter((a) => !(ALL as readonly string[]).includes(a));
 if (unknown.length > 0) {
-  process.stderr.write(`bench: unknown measurement ${unknown.join(', ')}; choose from ${ALL.join(', ')}\n`);
+  process.stderr.write(`bench: unknown measurement ${unknown.join(', ')}; choose from ${ALL.join(', ')} (and --quick)\n`);
   process.exit(2);
 }
 const phases: Phase[] = asked.length > 0 ? ALL.filter((p) => asked.includes(p)) : [...ALL];
@@ -41,7 +44,7 @@ const outDir = join(tmpdir(), `flowtest-bench-${new Date().toISOString().replace
 mkdirSync(outDir, { recursive: true });
 const started = Date.now();
 const sections: string[] = [
-  `flowtest bench — ${new Date().toISOString()} — node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`,
+  `flowtest bench${quick ? ' (quick)' : ''} — ${new Date().toISOString()} — node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}`,
 ];
 process.stdout.write(`${sections[0]}\n`);
 let noise: () => number = () => 0;
@@ -61,11 +64,18 @@ try {
       process.stderr.write(`bench: ${phase}…\n`);
       noise = startNoiseMeter();
       if (phase === 'dispatch') {
-        const report = await measureDispatch({ target, loadgen }, { concurrencies: [1, 16, 64], reps: 3, warmupMs: 250, windowMs: 1500, agentConcurrency: 64 });
+        const report = await measureDispatch({ target, loadgen }, {
+          concurrencies: [1, 16, 64],
+          // The machine is shared: more repetitions in the full run steady the medians.
+          reps: quick ? 3 : 5,
+          warmupMs: quick ? 150 : 250,
+          windowMs: quick ? 600 : 1500,
+          agentConcurrency: 64,
+        });
         print('1. Dispatch throughput and latency', report.text);
       } else if (phase === 'profile') {
-        const report = await measureProfile({ target, loadgen }, { concurrency: 16, warmupMs: 1000, windowMs: 5000, outDir });
-        print('4. Hot-path profile', `${report.text}\n\nProfile: ${report.file}`);
+        const report = await measureProfile({ target, loadgen }, { concurrency: 16, warmupMs: quick ? 500 : 1000, windowMs: quick ? 2500 : 5000, outDir });
+        print('4. Hot-path profiles (server and agent)', `${report.text}\n\nProfiles: ${report.files.join(', ')}`);
       } else if (phase === 'failure') {
         const report = await measureFailure({ target, loadgen }, { reps: 3, jobsInFlight: 50, heartbeatMs: 1000 });
         print('3. Failure timing', report.text);

@@ -1,9 +1,11 @@
 /**
  * Floor baseline: the least a dispatcher can do over the same wire. It speaks the
- * flowtest worker protocol to the real agent (welcome, job, result, pings) and takes
- * the same dispatch POST — but with no token check, no schema validation, no deadlines,
- * no metrics, no console and no logging. The gap between it and the real server is
- * what our own code costs per job.
+ * flowtest worker protocol (welcome, job, result, pings) and takes the same dispatch
+ * POST — node:http in front, ws to one worker, a pending map, a deadline timer per job
+ * and fail-fast when the worker's socket closes — but no token check, no schema
+ * validation, no metrics, no console and no logging. It drives either the real agent
+ * or the bare worker (bare-worker.ts: then the whole pipeline is bare). Nothing of the
+ * product is imported but the subprotocol's name.
  */
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -12,9 +14,12 @@ import { PROTOCOL_VERSION } from '../../shared/limits.ts';
 import { serveBench } from '../harness/child.ts';
 
 interface Waiting {
+  id: string;
   res: ServerResponse;
   frame: string;
   at: number;
+  /** The job's deadline; cleared when it is answered. */
+  timer: NodeJS.Timeout;
 }
 
 /** The one worker, its free slots, the jobs it holds and the jobs waiting. Owner: this process. */
@@ -31,13 +36,34 @@ function pump(): void {
   }
 }
 
+function answer(job: Waiting, status: number, text: string): void {
+  held.delete(job.id);
+  clearTimeout(job.timer);
+  job.res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  job.res.end(text);
+}
+
+function expire(job: Waiting): void {
+  const i = queue.indexOf(job);
+  if (i >= 0) queue.splice(i, 1);
+  else if (worker) worker.slots += 1; // the worker still holds it; a late result is dropped
+  answer(job, 504, '{"error":{"code":"timeout","message":"deadline passed"}}');
+}
+
 const http = createServer((req, res) => {
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
     const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { timeoutMs?: number; request: unknown };
     const id = String(++nextId);
-    const job = { res, at: performance.now(), frame: JSON.stringify({ type: 'job', id, timeoutMs: body.timeoutMs ?? 30_000, request: body.request }) };
+    const timeoutMs = body.timeoutMs ?? 30_000;
+    const job: Waiting = {
+      id,
+      res,
+      at: performance.now(),
+      frame: JSON.stringify({ type: 'job', id, timeoutMs, request: body.request }),
+      timer: setTimeout(() => expire(job), timeoutMs),
+    };
     held.set(id, job);
     queue.push(job);
     pump();
@@ -52,17 +78,17 @@ wss.on('connection', (ws, req) => {
   ws.on('error', () => ws.terminate());
   ws.on('close', () => {
     clearInterval(ping);
-    if (worker?.ws === ws) worker = null;
+    if (worker?.ws !== ws) return;
+    worker = null;
+    // Fail fast: every job the worker held is answered now, not at its deadline.
+    for (const job of [...held.values()]) if (!queue.includes(job)) answer(job, 502, '{"error":{"code":"worker_disconnected","message":"worker gone"}}');
   });
   ws.on('message', (data) => {
     const frame = JSON.parse(String(data)) as { type: string; id: string; response?: unknown };
-    const job = held.get(frame.id);
-    if (frame.type !== 'result' || !job) return;
-    held.delete(frame.id);
+    const job = frame.type === 'result' ? held.get(frame.id) : undefined;
+    if (!job) return;
     if (worker) worker.slots += 1;
-    const text = JSON.stringify({ id: frame.id, workerId: 'bare', durationMs: performance.now() - job.at, response: frame.response });
-    job.res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-    job.res.end(text);
+    answer(job, 200, JSON.stringify({ id: frame.id, workerId: 'bare', durationMs: performance.now() - job.at, response: frame.response }));
     pump();
   });
   ws.send(JSON.stringify({ type: 'welcome', workerId: 'bare', heartbeatMs: 15_000, maxPayloadBytes: 10 * 1024 * 1024 }));

@@ -195,8 +195,9 @@ export interface CliProcess {
   kill(): Promise<void>;
 }
 
-export function startCli(args: string[], env: Record<string, string> = {}): CliProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+/** Starts `flowtest ARGS` through tsx; `nodeFlags` go before the script (`--cpu-prof`, …). */
+export function startCli(args: string[], env: Record<string, string> = {}, nodeFlags: string[] = []): CliProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', ...nodeFlags, CLI, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
