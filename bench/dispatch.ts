@@ -216,6 +216,9 @@ function render(cells: DispatchReport['cells'], opts: DispatchOptions, frameByte
 
   // Per-run ratios of interleaved runs, then median and range.
   const r = (c: number, a: Mode, b: Mode, k: keyof Cell) => pairedRatio(cells[c][a][k], cells[c][b][k]);
+  // Server + agent CPU per job: on 2 shared cores it bounds throughput, and it moves less with outside load than jobs/s.
+  const pipeUs = (c: number, m: Mode) => cells[c][m].serverUs.runs.map((x, i) => x + cells[c][m].agentUs.runs[i]);
+  const pipeRatio = (c: number, a: Mode, b: Mode) => summarize(pipeUs(c, a).map((x, i) => x / pipeUs(c, b)[i]));
   const ratioRows = opts.concurrencies.map((c) => [
     String(c),
     ratio(r(c, 'flowtest', 'bare-pipeline', 'jobsPerS')),
@@ -223,6 +226,8 @@ function render(cells: DispatchReport['cells'], opts: DispatchOptions, frameByte
     ratio(r(c, 'flowtest', 'bare-pipeline', 'p50Ms')),
     ratio(r(c, 'flowtest', 'bare-pipeline', 'serverUs')),
     ratio(r(c, 'flowtest', 'bare-pipeline', 'agentUs')),
+    ratio(pipeRatio(c, 'flowtest', 'bare-pipeline')),
+    ratio(pipeRatio(c, 'flowtest', 'lean-long-poll')),
     ratio(r(c, 'bare-dispatcher', 'bare-pipeline', 'jobsPerS')),
     ratio(r(c, 'long-poll', 'lean-long-poll', 'jobsPerS')),
     ratio(r(c, 'flowtest', 'long-poll', 'jobsPerS')),
@@ -235,6 +240,8 @@ function render(cells: DispatchReport['cells'], opts: DispatchOptions, frameByte
       'p50 vs bare pipeline',
       'server CPU/job vs bare dispatcher',
       'agent CPU/job vs bare worker',
+      'server+agent CPU/job vs bare pipeline',
+      'server+agent CPU/job vs lean long-poll',
       'real agent: bare disp.+agent vs bare pipeline jobs/s',
       'product parts: long-poll vs lean long-poll jobs/s',
       'jobs/s vs long-poll (product parts)',

@@ -63,35 +63,44 @@ try {
       const t0 = Date.now();
       process.stderr.write(`bench: ${phase}…\n`);
       noise = startNoiseMeter();
-      if (phase === 'dispatch') {
-        const report = await measureDispatch({ target, loadgen }, {
-          concurrencies: [1, 16, 64],
-          // The machine is shared: more repetitions in the full run steady the medians.
-          reps: quick ? 3 : 5,
-          warmupMs: quick ? 150 : 250,
-          windowMs: quick ? 600 : 1500,
-          agentConcurrency: 64,
-        });
-        print('1. Dispatch throughput and latency', report.text);
-      } else if (phase === 'profile') {
-        const report = await measureProfile({ target, loadgen }, { concurrency: 16, warmupMs: quick ? 500 : 1000, windowMs: quick ? 2500 : 5000, outDir });
-        print('4. Hot-path profiles (server and agent)', `${report.text}\n\nProfiles: ${report.files.join(', ')}`);
-      } else if (phase === 'failure') {
-        const report = await measureFailure({ target, loadgen }, { reps: 3, jobsInFlight: 50, heartbeatMs: 1000 });
-        print('3. Failure timing', report.text);
-      } else if (phase === 'scale') {
-        // As many workers as fit under the open-files limit, leaving room for the server's own files.
-        const top = Math.min(20_000, Math.floor((openFilesLimit() - 500) / 1000) * 1000);
-        const report = await measureScale({
-          levels: [5000, 10_000, top],
-          reps: 3,
-          heartbeatMs: 3000,
-          defaultHeartbeatMs: 15_000,
-          windowMs: 3000,
-          workerProcesses: 4,
-          parallel: 32,
-        });
-        print('2. Idle-worker scale', report.text);
+      try {
+        if (phase === 'dispatch') {
+          const report = await measureDispatch({ target, loadgen }, {
+            concurrencies: [1, 16, 64],
+            // The machine is shared: more repetitions in the full run steady the medians.
+            reps: quick ? 3 : 5,
+            warmupMs: quick ? 150 : 250,
+            windowMs: quick ? 600 : 1500,
+            agentConcurrency: 64,
+          });
+          print('1. Dispatch throughput and latency', report.text);
+        } else if (phase === 'profile') {
+          const report = await measureProfile({ target, loadgen }, { concurrency: 16, warmupMs: quick ? 500 : 1000, windowMs: quick ? 2500 : 5000, outDir });
+          print('4. Hot-path profiles (server and agent)', `${report.text}\n\nProfiles: ${report.files.join(', ')}`);
+        } else if (phase === 'failure') {
+          const report = await measureFailure({ target, loadgen }, { reps: 3, jobsInFlight: 50, heartbeatMs: 1000 });
+          print('3. Failure timing', report.text);
+        } else if (phase === 'scale') {
+          // As many workers as fit under the open-files limit, leaving room for the server's own files.
+          const top = Math.min(20_000, Math.floor((openFilesLimit() - 500) / 1000) * 1000);
+          const report = await measureScale({
+            levels: [5000, 10_000, top],
+            reps: 3,
+            heartbeatMs: 3000,
+            defaultHeartbeatMs: 15_000,
+            windowMs: 3000,
+            workerProcesses: 4,
+            parallel: 32,
+          });
+          print('2. Idle-worker scale', report.text);
+        }
+      } catch (err) {
+        // One measurement that cannot finish (a machine too loaded to open 19,000 sockets in
+        // time, …) is reported, and the others still run.
+        process.exitCode = 1;
+        process.stderr.write(`bench: ${phase} could not run: ${err instanceof Error ? err.stack : String(err)}\n`);
+        print(`${phase}: could not run`, `\`${err instanceof Error ? err.message : String(err)}\``);
+        await loadgen.call('finish').catch(() => {}); // a load left running by the failed phase
       }
       process.stderr.write(`bench: ${phase} took ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     }

@@ -16,7 +16,7 @@ import { decodeAgentFrame, decodeJson, encodeFrame } from '../../shared/codec.ts
 import { FlowtestError } from '../../shared/errors.ts';
 import { dispatchRequestSchema, type DispatchRequest } from '../../shared/protocol.ts';
 import { serveBench } from '../harness/child.ts';
-import { benchTokenStore } from '../harness/tokens.ts';
+import { benchTokenStore } from '../harness/token-store.ts';
 
 const POLL_HOLD_MS = 25_000;
 const MAX_QUEUE = 10_000;

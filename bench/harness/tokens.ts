@@ -1,6 +1,4 @@
-/** The tokens every bench server accepts (loopback only, made up for the run). */
-import { TokenStore } from '../../server/auth.ts';
-
+/** The tokens every bench server accepts (loopback only, made up for the run). Constants only: baselines import this. */
 export const SUITE = 'bench';
 export const POOL = 'p1';
 
@@ -9,7 +7,3 @@ export const TOKENS = {
   worker: 'bench-worker-token-0123456789',
   client: 'bench-client-token-0123456789',
 } as const;
-
-export function benchTokenStore(): TokenStore {
-  return new TokenStore({ admin: [TOKENS.admin], suites: { [SUITE]: { worker: [TOKENS.worker], client: [TOKENS.client] } } });
-}

@@ -9,7 +9,7 @@
 import { createLogger } from '../../server/logger.ts';
 import { startServer } from '../../server/server.ts';
 import { childConfig, serveBench } from '../harness/child.ts';
-import { benchTokenStore } from '../harness/tokens.ts';
+import { benchTokenStore } from '../harness/token-store.ts';
 
 const config = childConfig<{ heartbeatMs?: number; maxQueue?: number }>();
 const server = await startServer(
