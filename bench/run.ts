@@ -1,12 +1,14 @@
 /**
  * `npm run bench`: starts every process it needs on loopback, runs the four
  * measurements, prints their tables and writes them (with the CPU profiles) to a
- * directory it names at the end. Exits non-zero only when the bench could not run;
+ * directory it names at the end. Exits non-zero only when the bench or one of its
+ * measurements could not run (the others still run);
  * a missed target is a result, not a failure.
  *
  *   npm run bench                          # everything (about 7 minutes)
  *   npm run bench -- dispatch              # one or more of: dispatch scale failure profile (run in that order)
- *   npm run bench -- dispatch profile --quick   # shorter windows (fewer requests), 3 repetitions instead of 5
+ *   npm run bench -- dispatch profile --quick   # shorter windows (fewer requests), 3 repetitions instead of 5;
+ *                                               # scale --quick stops at 10,000 workers
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -84,7 +86,8 @@ try {
           // As many workers as fit under the open-files limit, leaving room for the server's own files.
           const top = Math.min(20_000, Math.floor((openFilesLimit() - 500) / 1000) * 1000);
           const report = await measureScale({
-            levels: [5000, 10_000, top],
+            // --quick stops at 10,000: on a loaded machine 19,000 handshakes may not fit the time allowed.
+            levels: quick ? [5000, 10_000] : [5000, 10_000, top],
             reps: 3,
             heartbeatMs: 3000,
             defaultHeartbeatMs: 15_000,
