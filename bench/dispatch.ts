@@ -252,9 +252,9 @@ function render(cells: DispatchReport['cells'], opts: DispatchOptions, frameByte
   // The targets of issue 8, each from the medians of the per-run ratios.
   const targets: string[][] = [];
   const atLeast = (what: string, s: Summary, goal: number) =>
-    targets.push([what, ratio(s), s.median >= goal ? 'met' : `NOT met: ${num(s.median / goal, 2)}× of the goal, throughput must rise ${num(goal / s.median, 2)}×`]);
+    targets.push([what, ratio(s), s.median >= goal ? 'met' : `NOT met: must rise ${num(100 * (goal / s.median - 1), 1)}% to reach it`]);
   const atMost = (what: string, s: Summary, goal: number) =>
-    targets.push([what, ratio(s), s.median <= goal ? 'met' : `NOT met: ${num(s.median / goal, 2)}× the limit, must fall to ${num((100 * goal) / s.median, 0)}%`]);
+    targets.push([what, ratio(s), s.median <= goal ? 'met' : `NOT met: must fall ${num(100 * (1 - goal / s.median), 1)}% to reach it`]);
   const has = (c: number) => opts.concurrencies.includes(c);
   for (const c of [16, 64].filter(has)) atLeast(`throughput ≥ 0.8× bare pipeline at c=${c}`, r(c, 'flowtest', 'bare-pipeline', 'jobsPerS'), 0.8);
   for (const c of [16, 64].filter(has)) atLeast(`throughput ≥ 1.3× lean long-poll at c=${c}`, r(c, 'flowtest', 'lean-long-poll', 'jobsPerS'), 1.3);
