@@ -6,9 +6,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeJson } from '../shared/codec.ts';
 import { FlowtestError } from '../shared/errors.ts';
+import { PROTOCOL_SCAN_LIMITS } from '../shared/json-scan.ts';
 import { NAME_PATTERN } from '../shared/limits.ts';
 import { dispatchRequestSchema } from '../shared/protocol.ts';
+import type { AuthGuard } from './auth-guard.ts';
 import { bearerToken, type Access, type TokenStore } from './auth.ts';
+import type { ClientAddresses } from './client-address.ts';
 import { errorOf, sendError, sendJson } from './http-reply.ts';
 import type { Logger } from './logger.ts';
 import type { Metrics } from './metrics.ts';
@@ -18,6 +21,10 @@ import type { JobCaller, Outcome, Router } from './router.ts';
 export interface HttpApiDeps {
   router: Router;
   tokens: TokenStore;
+  /** Back-off and token check; without it, the token store alone decides (tests of other parts). */
+  guard?: AuthGuard;
+  /** The client's address (X-Forwarded-For from trusted proxies). */
+  addresses?: ClientAddresses;
   metrics: Metrics;
   log: Logger;
   maxPayloadBytes: number;
@@ -96,8 +103,16 @@ function methodNotAllowed(res: ServerResponse, allow: string): void {
   sendError(res, errorOf('method_not_allowed', `use ${allow}`), true);
 }
 
-/** Answers 401/403 itself and returns false when the token may not do `access`. */
+/** Answers 401/403/429 itself and returns false when the token may not do `access`. */
 function authorize(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, access: Access): boolean {
+  if (deps.guard) {
+    const address = deps.addresses ? deps.addresses.of(req) : (req.socket.remoteAddress ?? null);
+    const outcome = deps.guard.authenticate(bearerToken(req.headers.authorization), access, address, 'http', { path: req.url?.split('?')[0] });
+    if (outcome.ok) return true;
+    if (outcome.retryAfterS !== undefined) res.setHeader('retry-after', String(outcome.retryAfterS));
+    sendError(res, errorOf(outcome.kind, outcome.message), true);
+    return false;
+  }
   const decision = deps.tokens.check(bearerToken(req.headers.authorization), access);
   if (decision === 'ok') return true;
   deps.refusals?.refused(decision, 'http', req.socket.remoteAddress, { path: req.url?.split('?')[0] });
@@ -176,7 +191,8 @@ class HttpDispatch implements JobCaller {
     this.#chunks = [];
     try {
       const body = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
-      const parsed = decodeJson(dispatchRequestSchema, body);
+      // Scanned before it is parsed: deep nesting or millions of tiny values are refused at the cost of one pass.
+      const parsed = decodeJson(dispatchRequestSchema, body, PROTOCOL_SCAN_LIMITS);
       if (!parsed.ok) return sendError(this.res, errorOf('invalid_request', parsed.reason));
       this.#jobId = this.deps.router.submit(this.suite, parsed.value, this);
       if (!this.#settled) this.res.on('close', this.#onClose);

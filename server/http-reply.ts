@@ -56,13 +56,14 @@ export function errorOf(code: ErrorCode, message: string): FlowtestError {
 }
 
 /** Refuses a WebSocket upgrade with an HTTP answer and no socket. */
-export function refuseUpgrade(socket: Duplex, status: number, code: ErrorCode | null, message: string): void {
+export function refuseUpgrade(socket: Duplex, status: number, code: ErrorCode | null, message: string, extraHeaders: Record<string, string> = {}): void {
   const body = code ? JSON.stringify({ error: { code, message } }) : '';
   const head = [
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}`,
     'Connection: close',
     'Content-Type: application/json; charset=utf-8',
     `Content-Length: ${Buffer.byteLength(body)}`,
+    ...Object.entries(extraHeaders).map(([k, v]) => `${k}: ${v}`),
   ];
   if (!socket.writable) {
     socket.destroy();

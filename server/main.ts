@@ -32,6 +32,11 @@ export async function runServerMain(options: ServerOptions): Promise<number> {
   }
   if (server.devTokens) process.stdout.write(banner(server.url, server.devTokens));
 
+  // SIGHUP re-reads the tokens file; sockets stay open (Node's default for SIGHUP would end the process).
+  const onHangup = () => {
+    server.reloadTokens();
+  };
+  process.on('SIGHUP', onHangup);
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
@@ -44,9 +49,11 @@ export async function runServerMain(options: ServerOptions): Promise<number> {
       server.close().then(() => {
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
+        process.off('SIGHUP', onHangup);
         resolve();
       }, (err: unknown) => {
         log.error({ err }, 'shutdown failed');
+        process.off('SIGHUP', onHangup);
         resolve();
       });
     };

@@ -5,7 +5,11 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WORKER_CONNECT_PATH } from '../shared/limits.ts';
+import { AuthBackoff } from './auth-backoff.ts';
+import { AuthGuard } from './auth-guard.ts';
 import { TokenStore } from './auth.ts';
+import { ClientAddresses } from './client-address.ts';
+import { defaultMaxConnections } from './connection-limits.ts';
 import { parseServerConfig, type ServerConfig, type ServerOptions } from './config.ts';
 import { ConsoleGateway } from './console/console-gateway.ts';
 import { CONSOLE_PATH } from './console/console-protocol.ts';
@@ -17,6 +21,7 @@ import { createLogger, type Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { RefusalLog } from './refusal-log.ts';
 import type { Router } from './router.ts';
+import { reloadTokens, TokenSessions, type ReloadResult } from './token-reload.ts';
 import { WorkerGateway } from './worker-gateway.ts';
 import { WorkerRegistry } from './worker-registry.ts';
 
@@ -42,6 +47,12 @@ export interface FlowtestServer {
   readonly console: ConsoleGateway;
   /** Dev tokens when none were configured. */
   readonly devTokens: { admin: string; worker: string; client: string } | null;
+  /** Every authenticated entry's door: back-off and token check; `auth.onFailure` hears every refusal. */
+  readonly auth: AuthGuard;
+  /** The HTTP server's cap on open connections (null: none). */
+  readonly maxConnections: number | null;
+  /** Re-reads --tokens-file (SIGHUP); revokes workers whose token was removed. Never throws. */
+  reloadTokens(): ReloadResult;
   /** Graceful shutdown; idempotent. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -64,25 +75,40 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
   router.useMetrics(metrics);
   const workers = new WorkerRegistry(router, log);
   const refusals = new RefusalLog(metrics, log);
+  const addresses = new ClientAddresses(config.trustProxy);
+  const auth = new AuthGuard(tokens, new AuthBackoff(), refusals, log);
+  const tokenSessions = new TokenSessions();
   const gateway = new WorkerGateway(
     workers,
     tokens,
-    // A socket backed up by four full frames takes no new job until it drains.
-    { heartbeatMs: config.heartbeatMs, maxPayloadBytes: config.maxPayloadBytes, highWaterBytes: 4 * config.maxPayloadBytes },
+    {
+      heartbeatMs: config.heartbeatMs,
+      maxPayloadBytes: config.maxPayloadBytes,
+      // A socket backed up by four full frames takes no new job until it drains.
+      highWaterBytes: 4 * config.maxPayloadBytes,
+      onLateResult: () => metrics.lateResult(),
+    },
     log,
     refusals,
+    { guard: auth, addresses, maxWorkerConcurrency: config.maxWorkerConcurrency, onSession: (s) => tokenSessions.add(s) },
   );
-  const consoleGateway = new ConsoleGateway({ router, tokens, log, allowedOrigins: config.consoleOrigin, refusals }, { maxRequestBytes: config.maxPayloadBytes });
+  const consoleGateway = new ConsoleGateway(
+    { router, tokens, log, allowedOrigins: config.consoleOrigin, refusals, guard: auth, addresses },
+    { maxRequestBytes: config.maxPayloadBytes, maskHeaders: config.consoleMaskHeader },
+  );
   let shuttingDown = false;
   const api = createHttpApi({
-    router, tokens, metrics, log, maxPayloadBytes: config.maxPayloadBytes, isShuttingDown: () => shuttingDown, refusals,
-    extraRoutes: createConsoleRoutes({ tokens, refusals }),
+    router, tokens, guard: auth, addresses, metrics, log, maxPayloadBytes: config.maxPayloadBytes, isShuttingDown: () => shuttingDown, refusals,
+    extraRoutes: createConsoleRoutes({ tokens, refusals, guard: auth, addresses }),
   });
   // Responses not yet finished; owner: this handler (added here, removed on 'close').
   // Shutdown waits for them so that no answer is cut off mid-body.
   const openResponses = new Set<ServerResponse>();
   let onResponsesDone: (() => void) | null = null;
-  const http: Server = createServer((req, res) => {
+  const http: Server = createServer({
+    // Node checks headersTimeout/requestTimeout only this often (30 s by default), so a 10 s limit would really be 10–40 s.
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.headersTimeoutMs / 4))),
+  }, (req, res) => {
     // While shutting down every answer closes its connection: nothing is kept alive.
     if (shuttingDown) res.setHeader('connection', 'close');
     openResponses.add(res);
@@ -92,6 +118,11 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
     });
     api(req, res);
   });
+  // Node's defaults (60 s for headers, 300 s for a body) let a slow client hold a socket for minutes.
+  http.headersTimeout = config.headersTimeoutMs;
+  http.requestTimeout = config.requestTimeoutMs;
+  const maxConnections = config.maxConnections ?? defaultMaxConnections();
+  if (maxConnections !== null) http.maxConnections = maxConnections;
   http.on('upgrade', (req, socket, head) => {
     socket.on('error', () => socket.destroy());
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -99,8 +130,10 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
     else if (url.pathname === CONSOLE_PATH) consoleGateway.handleUpgrade(req, socket, head);
     else refuseUpgrade(socket, 404, 'not_found', `no socket endpoint at ${url.pathname}`);
   });
-  http.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  http.on('clientError', (err: Error & { code?: string }, socket) => {
+    // Headers or body not in within --headers-timeout-ms / --request-timeout-ms: 408, as Node itself would answer.
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
     else socket.destroy();
   });
 
@@ -115,7 +148,7 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
   const { port } = http.address() as AddressInfo;
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`;
-  log.info({ url, heartbeatMs: config.heartbeatMs, maxQueue: config.maxQueue }, 'server listening');
+  log.info({ url, heartbeatMs: config.heartbeatMs, maxQueue: config.maxQueue, maxConnections }, 'server listening');
 
   let closing: Promise<void> | null = null;
   /**
@@ -155,5 +188,9 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
     return closing;
   };
 
-  return { config, url, port, router, workers, metrics, console: consoleGateway, devTokens, close, [Symbol.asyncDispose]: close };
+  return {
+    config, url, port, router, workers, metrics, console: consoleGateway, devTokens, auth, maxConnections,
+    reloadTokens: () => reloadTokens(tokens, config.tokensFile, tokenSessions, log),
+    close, [Symbol.asyncDispose]: close,
+  };
 }

@@ -9,16 +9,27 @@ import { WebSocketServer } from 'ws';
 import { describeIssue } from '../shared/codec.ts';
 import { PROTOCOL_VERSION, WORKER_CONNECT_PATH } from '../shared/limits.ts';
 import { connectQuerySchema } from '../shared/protocol.ts';
+import type { AuthGuard } from './auth-guard.ts';
 import type { TokenStore } from './auth.ts';
 import { bearerToken } from './auth.ts';
 import type { Logger } from './logger.ts';
 import { refuseUpgrade } from './http-reply.ts';
+import type { ClientAddresses } from './client-address.ts';
 import type { RefusalLog } from './refusal-log.ts';
 import type { WorkerRegistry } from './worker-registry.ts';
 import { WorkerSession, type SessionOptions } from './worker-session.ts';
 
 /** How long a closing socket may wait for the peer's close frame before it is cut. */
 const CLOSE_TIMEOUT_MS = 2_000;
+
+/** What the handshake checks beyond the protocol: the door (back-off, token), the client address, the concurrency cap. */
+export interface WorkerDoor {
+  guard: AuthGuard;
+  addresses: ClientAddresses;
+  maxWorkerConcurrency: number;
+  /** Told of every session opened (the tokens reload re-checks their tokens). */
+  onSession?(session: WorkerSession): void;
+}
 
 export class WorkerGateway {
   // Owner: this gateway; clientTracking is off, sessions are tracked by the registry.
@@ -31,6 +42,7 @@ export class WorkerGateway {
     readonly sessionOptions: SessionOptions,
     readonly log: Logger,
     readonly refusals: RefusalLog | null = null,
+    readonly door: WorkerDoor | null = null,
   ) {
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -60,19 +72,32 @@ export class WorkerGateway {
     const query = connectQuerySchema.safeParse(Object.fromEntries(url.searchParams));
     if (!query.success) return refuseUpgrade(socket, 400, 'invalid_request', describeIssue(query.error));
     const { suite, name, concurrency } = query.data;
-    const decision = this.tokens.check(bearerToken(req.headers.authorization), { role: 'worker', suite });
-    if (decision !== 'ok') this.refusals?.refused(decision, 'socket', req.socket.remoteAddress, { path: WORKER_CONNECT_PATH, suite });
-    if (decision === 'unauthorized') return refuseUpgrade(socket, 401, 'unauthorized', 'missing or unknown token');
-    if (decision === 'forbidden') return refuseUpgrade(socket, 403, 'forbidden', `token not valid for suite ${suite}`);
+    let remoteAddress = req.socket.remoteAddress ?? null;
+    let tokenId: string | undefined;
+    if (this.door) {
+      if (concurrency > this.door.maxWorkerConcurrency) {
+        return refuseUpgrade(socket, 400, 'invalid_request', `concurrency: at most ${this.door.maxWorkerConcurrency} (--max-worker-concurrency)`);
+      }
+      remoteAddress = this.door.addresses.of(req);
+      const auth = this.door.guard.authenticate(bearerToken(req.headers.authorization), { role: 'worker', suite, pool: name }, remoteAddress, 'socket', { path: WORKER_CONNECT_PATH, suite });
+      if (!auth.ok) return refuseUpgrade(socket, auth.status, auth.kind, auth.message, auth.retryAfterS === undefined ? {} : { 'Retry-After': String(auth.retryAfterS) });
+      tokenId = auth.tokenId;
+    } else {
+      const decision = this.tokens.check(bearerToken(req.headers.authorization), { role: 'worker', suite, pool: name });
+      if (decision !== 'ok') this.refusals?.refused(decision, 'socket', remoteAddress, { path: WORKER_CONNECT_PATH, suite });
+      if (decision === 'unauthorized') return refuseUpgrade(socket, 401, 'unauthorized', 'missing or unknown token');
+      if (decision === 'forbidden') return refuseUpgrade(socket, 403, 'forbidden', `token not valid for suite ${suite}`);
+    }
 
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       const session = new WorkerSession(
         ws,
-        { suite, name, concurrency, agentVersion: agentVersion(req.headers['user-agent']), remoteAddress: req.socket.remoteAddress ?? null },
+        { suite, name, concurrency, agentVersion: agentVersion(req.headers['user-agent']), remoteAddress, tokenId },
         this.sessionOptions,
         this.registry,
       );
       session.start();
+      this.door?.onSession?.(session);
       this.registry.add(session);
       this.log.info({ workerId: session.id, suite, pool: name, concurrency, remoteAddress: session.meta.remoteAddress }, 'worker connected');
     });

@@ -9,9 +9,10 @@ import { isUtf8 } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import { nanoid } from 'nanoid';
 import type { WebSocket } from 'ws';
-import { decodeAgentFrame, encodeFrame } from '../shared/codec.ts';
+import { decodeScannedAgentFrame, encodeFrame } from '../shared/codec.ts';
 import { CLOSE_CODES } from '../shared/errors.ts';
 import type { HttpRequest, ResultFrame, ServerFrame, WorkerInfo } from '../shared/protocol.ts';
+import { LateResultMeter, screenAgentFrame } from './result-guard.ts';
 import type { WorkerHandle } from './router.ts';
 
 export interface SessionHost {
@@ -29,6 +30,8 @@ export interface SessionMeta {
   concurrency: number;
   agentVersion: string | null;
   remoteAddress: string | null;
+  /** Id (digest) of the token the worker authenticated with; never logged. Checked again on a tokens reload. */
+  tokenId?: string;
 }
 
 export interface SessionOptions {
@@ -36,6 +39,8 @@ export interface SessionOptions {
   maxPayloadBytes: number;
   /** Bytes queued on the socket above which it takes no new job. */
   highWaterBytes: number;
+  /** Counts a result dropped because the worker does not hold its job (metrics). */
+  onLateResult?(): void;
 }
 
 /** Heartbeat ticks in a row over the high-water mark after which a socket counts as stuck (over it for more than 2 intervals). */
@@ -65,6 +70,10 @@ export class WorkerSession implements WorkerHandle {
   // cleared by the write callback that finds it under again; #ticksOverMark is kept by the heartbeat.
   #backedUp = false;
   #ticksOverMark = 0;
+  /** Recent results for jobs this worker does not hold; owner: this session. */
+  readonly #late = new LateResultMeter();
+  /** Set by `revoke`: the token was removed; the drained close says so. */
+  #revoked = false;
 
   constructor(
     readonly ws: WebSocket,
@@ -147,7 +156,26 @@ export class WorkerSession implements WorkerHandle {
    * knows that no job routed to it before its drain frame arrived is still on the way.
    */
   closeIfDrained(): void {
-    if (this.state === 'draining' && this.held.size === 0) this.close(1000, 'drained');
+    if (this.state !== 'draining' || this.held.size > 0) return;
+    if (this.#revoked) this.close(CLOSE_CODES.policyViolation, 'token revoked');
+    else this.close(CLOSE_CODES.normal, 'drained');
+  }
+
+  /**
+   * The worker's token was removed (tokens reload): it takes no new job from now on, as if
+   * draining, and once it holds nothing it is closed with 1008 `token revoked`.
+   */
+  revoke(): void {
+    if (this.state === 'gone' || this.#revoked) return;
+    this.#revoked = true;
+    if (this.state === 'ready') {
+      this.state = 'draining';
+      this.host.onDrain(this);
+    } else this.closeIfDrained();
+  }
+
+  get revoked(): boolean {
+    return this.#revoked;
   }
 
   /** Ends the session with a close handshake (code and reason go to the agent). */
@@ -187,7 +215,18 @@ export class WorkerSession implements WorkerHandle {
       this.close(CLOSE_CODES.policyViolation, 'bad frame: not valid UTF-8');
       return;
     }
-    const decoded = decodeAgentFrame(data, isBinary);
+    // Results for jobs this worker does not hold are dropped before they are parsed.
+    const screened = screenAgentFrame(data, isBinary, this.held);
+    if (screened.kind === 'late') {
+      this.options.onLateResult?.();
+      if (this.#late.hit(performance.now())) this.close(CLOSE_CODES.policyViolation, 'too many results for jobs not held');
+      return;
+    }
+    if (screened.kind === 'bad') {
+      this.close(CLOSE_CODES.policyViolation, screened.reason);
+      return;
+    }
+    const decoded = decodeScannedAgentFrame(screened.text);
     if (!decoded.ok) {
       this.close(CLOSE_CODES.policyViolation, decoded.reason);
       return;

@@ -3,6 +3,7 @@
  * JSON.parse on protocol data: decoding never throws, it returns a typed result.
  */
 import type { z } from 'zod';
+import { PROTOCOL_SCAN_LIMITS, scanJson, type ScanLimits } from './json-scan.ts';
 import { agentFrameSchema, serverFrameSchema, type AgentFrame, type ServerFrame } from './protocol.ts';
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string };
@@ -18,8 +19,16 @@ export function describeIssue(error: z.ZodError): string {
   return path ? `${path}: ${issue.message}` : issue.message;
 }
 
-/** Parses JSON text and validates it against `schema`. */
-export function decodeJson<S extends z.ZodType>(schema: S, text: string): Decoded<z.output<S>> {
+/**
+ * Parses JSON text and validates it against `schema`. With `limits`, text nested too deep
+ * or holding too many values is refused by a linear scan before JSON.parse builds anything
+ * (untrusted input: dispatch bodies and agent frames).
+ */
+export function decodeJson<S extends z.ZodType>(schema: S, text: string, limits?: ScanLimits): Decoded<z.output<S>> {
+  if (limits) {
+    const scan = scanJson(text, limits);
+    if (!scan.ok) return { ok: false, reason: scan.reason };
+  }
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -35,18 +44,32 @@ function truncate(reason: string): string {
   return reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON - 3)}...` : reason;
 }
 
-function decodeFrame<S extends z.ZodType>(schema: S, data: unknown, isBinary: boolean): Decoded<z.output<S>> {
-  if (isBinary) return { ok: false, reason: 'binary frames are not accepted' };
+/** The text of a ws message, or null when it is not one ws hands over. */
+export function frameText(data: unknown): string | null {
   // Buffer[] is how ws hands over fragments; any other array is not a frame (and Buffer.concat would throw on it).
-  const text = typeof data === 'string' ? data : Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) && data.every((d) => Buffer.isBuffer(d)) ? Buffer.concat(data).toString('utf8') : data instanceof ArrayBuffer ? Buffer.from(data).toString('utf8') : null;
+  return typeof data === 'string' ? data : Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) && data.every((d) => Buffer.isBuffer(d)) ? Buffer.concat(data).toString('utf8') : data instanceof ArrayBuffer ? Buffer.from(data).toString('utf8') : null;
+}
+
+function decodeFrame<S extends z.ZodType>(schema: S, data: unknown, isBinary: boolean, limits?: ScanLimits): Decoded<z.output<S>> {
+  if (isBinary) return { ok: false, reason: 'binary frames are not accepted' };
+  const text = frameText(data);
   if (text === null) return { ok: false, reason: 'unreadable frame' };
-  const result = decodeJson(schema, text);
+  const result = decodeJson(schema, text, limits);
   return result.ok ? result : { ok: false, reason: truncate(`bad frame: ${result.reason}`) };
 }
 
-/** Decodes a frame the server received from an agent. */
+/** Decodes a frame the server received from an agent (untrusted: scanned before it is parsed). */
 export function decodeAgentFrame(data: unknown, isBinary = false): Decoded<AgentFrame> {
-  return decodeFrame(agentFrameSchema, data, isBinary);
+  return decodeFrame(agentFrameSchema, data, isBinary, PROTOCOL_SCAN_LIMITS);
+}
+
+/**
+ * Decodes the text of an agent frame that has already passed the scan (the server's
+ * result guard scans every frame once and parses only those it keeps).
+ */
+export function decodeScannedAgentFrame(text: string): Decoded<AgentFrame> {
+  const result = decodeJson(agentFrameSchema, text);
+  return result.ok ? result : { ok: false, reason: truncate(`bad frame: ${result.reason}`) };
 }
 
 /** Decodes a frame the agent received from the server. */

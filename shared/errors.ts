@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   method_not_allowed: { status: 405, summary: 'the route exists with another method' },
   payload_too_large: { status: 413, summary: 'the request body, as sent, is over --max-payload-bytes' },
   overloaded: { status: 429, summary: "the pool's queue is full" },
+  rate_limited: { status: 429, summary: 'more than 20 failed authentications from this address in 10 s; retry after Retry-After seconds' },
   worker_disconnected: { status: 502, summary: "the worker's socket closed while it held the job" },
   target_unreachable: { status: 502, summary: 'agent: connecting to or talking with the target failed' },
   target_timeout: { status: 502, summary: 'agent: the target did not answer within the job timeout' },

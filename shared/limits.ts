@@ -18,6 +18,13 @@ export const DEFAULTS = {
   agentConcurrency: 8,
   maxResponseBytes: 10 * 1024 * 1024,
   drainTimeoutMs: 30_000,
+  /** Highest `concurrency` a worker may claim at the handshake. */
+  maxWorkerConcurrency: 256,
+  /** Node's own defaults (300 s body, 60 s headers) let one slow client hold a socket for minutes. */
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  /** File descriptors kept back from the open-file limit when --max-connections is derived from it. */
+  connectionsFdReserve: 64,
 } as const;
 
 /** Upper bounds that keep a single value from exhausting the server. */
@@ -25,6 +32,8 @@ export const BOUNDS = {
   maxTimeoutMs: 10 * 60_000,
   maxWaitForWorkerMs: 10 * 60_000,
   maxConcurrency: 1024,
+  /** Header lines in a job's request (a name with an array of values counts each value). */
+  maxRequestHeaders: 256,
   /** Ceiling of --max-payload-bytes. */
   maxPayloadBytes: 1024 ** 3,
   /**

@@ -17,6 +17,27 @@ export const headersSchema = z.record(
   z.union([headerValue, z.array(headerValue)]),
 );
 
+/** Header lines in a map: each value of an array counts, as each goes on the wire as its own line. */
+export function headerLineCount(headers: object): number {
+  let n = 0;
+  for (const key in headers) {
+    if (!Object.hasOwn(headers, key)) continue;
+    const v = (headers as Record<string, unknown>)[key];
+    n += Array.isArray(v) ? v.length : 1;
+  }
+  return n;
+}
+
+/**
+ * A request's headers: at most BOUNDS.maxRequestHeaders lines, counted before the names
+ * and values are checked one by one, so a huge map is refused at the cost of a count.
+ */
+export const requestHeadersSchema = z
+  .custom<Record<string, unknown>>((v) => typeof v !== 'object' || v === null || headerLineCount(v) <= BOUNDS.maxRequestHeaders, {
+    message: `at most ${BOUNDS.maxRequestHeaders} header lines`,
+  })
+  .pipe(headersSchema);
+
 export const bodyEncodingSchema = z.enum(['utf8', 'base64']);
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -36,7 +57,7 @@ export const httpRequestSchema = z
   .strictObject({
     method: z.string().max(32).regex(TOKEN, 'must be an HTTP method token'),
     url: z.string().max(16 * 1024).refine(isHttpUrl, 'must be an absolute http:// or https:// URL'),
-    headers: headersSchema.optional(),
+    headers: requestHeadersSchema.optional(),
     body: z.string().optional(),
     bodyEncoding: bodyEncodingSchema.optional(),
   })

@@ -15,7 +15,7 @@ import type { DispatchRequest, DispatchSuccess, WorkerInfo } from '../../shared/
 import type { JobSummary, RouterEvent, RouterObserver } from '../router-events.ts';
 import type { ConsoleServerMessage, Counters, JobDetails, JobRow, WorkerGone } from './console-protocol.ts';
 import type { ConsoleOptions } from './console-options.ts';
-import { recordJob, requestSize, rowOf } from './job-record.ts';
+import { DEFAULT_PREVIEW_LIMITS, headerMask, recordJob, requestSize, rowOf } from './job-record.ts';
 import type { PoolStats } from '../router.ts';
 import { counters, PoolMemory, RateWindow } from './pool-view.ts';
 
@@ -50,6 +50,8 @@ const COUNTERS_EVERY_MS = 1_000;
 export class ConsoleFeed {
   readonly #router: ConsoleRouter;
   readonly #options: ConsoleOptions;
+  /** Header names masked in every record. */
+  readonly #mask: ReadonlySet<string>;
   readonly #log: Logger;
   /** Removes the router observer; called once by close(). */
   #unobserve: (() => void) | null;
@@ -85,6 +87,7 @@ export class ConsoleFeed {
   constructor(router: ConsoleRouter, options: ConsoleOptions, log: Logger) {
     this.#router = router;
     this.#options = options;
+    this.#mask = headerMask(options.maskHeaders);
     this.#log = log;
     this.#ring = new Array(options.feedSize);
     this.#pools = new PoolMemory(options.rememberPools);
@@ -199,7 +202,7 @@ export class ConsoleFeed {
     this.#rates.record(Date.now(), failed);
     this.#pools.see(job.suite, job.pool);
     const replayable = failed && this.#options.replayKeep > 0 && requestSize(job) <= this.#options.replayMaxBytes;
-    const details = recordJob(seq, job, replayable);
+    const details = recordJob(seq, job, replayable, DEFAULT_PREVIEW_LIMITS, this.#mask);
     const slot = seq % this.#ring.length;
     const evicted = this.#ring[slot];
     if (evicted) {

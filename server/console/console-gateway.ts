@@ -10,7 +10,9 @@ import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
+import type { AuthGuard } from '../auth-guard.ts';
 import type { TokenStore } from '../auth.ts';
+import type { ClientAddresses } from '../client-address.ts';
 import { refuseUpgrade } from '../http-reply.ts';
 import type { RefusalLog } from '../refusal-log.ts';
 import { CONSOLE_PATH, CONSOLE_SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX } from './console-protocol.ts';
@@ -30,6 +32,9 @@ export interface ConsoleGatewayDeps {
   allowedOrigins: readonly string[];
   /** Counts and logs token refusals. */
   refusals?: RefusalLog;
+  /** The server's door (auth back-off, refusals); without it, the token store alone decides. */
+  guard?: AuthGuard;
+  addresses?: ClientAddresses;
 }
 
 /** The token in the offered subprotocols (`token.<base64url>`), or undefined. */
@@ -94,14 +99,20 @@ export class ConsoleGateway {
       .map((p) => p.trim())
       .filter(Boolean);
     if (!offered.includes(CONSOLE_SUBPROTOCOL)) return refuseUpgrade(socket, 400, 'invalid_request', `subprotocol ${CONSOLE_SUBPROTOCOL} is required`);
-    const decision = this.deps.tokens.check(tokenFromProtocols(offered), { role: 'admin' });
-    if (decision !== 'ok') this.deps.refusals?.refused(decision, 'socket', req.socket.remoteAddress, { path: CONSOLE_PATH });
-    if (decision === 'unauthorized') return refuseUpgrade(socket, 401, 'unauthorized', 'missing or unknown token');
-    if (decision === 'forbidden') return refuseUpgrade(socket, 403, 'forbidden', 'an admin token is required');
+    const remoteAddress = this.deps.addresses ? this.deps.addresses.of(req) : (req.socket.remoteAddress ?? null);
+    if (this.deps.guard) {
+      const auth = this.deps.guard.authenticate(tokenFromProtocols(offered), { role: 'admin' }, remoteAddress, 'socket', { path: CONSOLE_PATH });
+      if (!auth.ok) return refuseUpgrade(socket, auth.status, auth.kind, auth.message, auth.retryAfterS === undefined ? {} : { 'Retry-After': String(auth.retryAfterS) });
+    } else {
+      const decision = this.deps.tokens.check(tokenFromProtocols(offered), { role: 'admin' });
+      if (decision !== 'ok') this.deps.refusals?.refused(decision, 'socket', remoteAddress, { path: CONSOLE_PATH });
+      if (decision === 'unauthorized') return refuseUpgrade(socket, 401, 'unauthorized', 'missing or unknown token');
+      if (decision === 'forbidden') return refuseUpgrade(socket, 403, 'forbidden', 'an admin token is required');
+    }
     if (this.#sessions.size >= this.options.maxConsoles) return refuseUpgrade(socket, 429, 'overloaded', `at most ${this.options.maxConsoles} consoles at once`);
 
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      const meta = { remoteAddress: req.socket.remoteAddress ?? null, origin: origin ?? null };
+      const meta = { remoteAddress, origin: origin ?? null };
       if (!this.#accepting) {
         ws.close(1001, 'server shutting down');
         return;

@@ -35,6 +35,8 @@ export const consoleOptionsSchema = z.strictObject({
    * A page message over this plus 64 KiB closes the console with 1009.
    */
   maxRequestBytes: z.number().int().min(1024).default(DEFAULTS.maxPayloadBytes),
+  /** Header names masked besides the credential headers (`--console-mask-header`). */
+  maskHeaders: z.array(z.string().min(1)).default([]),
 });
 
 export type ConsoleOptionsInput = z.input<typeof consoleOptionsSchema>;

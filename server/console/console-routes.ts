@@ -8,7 +8,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { AuthGuard } from '../auth-guard.ts';
 import { bearerToken, type TokenStore } from '../auth.ts';
+import type { ClientAddresses } from '../client-address.ts';
 import { errorOf, sendError } from '../http-reply.ts';
 import type { RefusalLog } from '../refusal-log.ts';
 
@@ -47,7 +49,7 @@ function loadAssets(): Map<string, Asset> {
 }
 
 /** Returns the `extraRoutes` handler of the HTTP API for `/console` and `/console/*`. */
-export function createConsoleRoutes(deps: { tokens: TokenStore; refusals?: RefusalLog }): (req: IncomingMessage, res: ServerResponse, url: URL) => boolean {
+export function createConsoleRoutes(deps: { tokens: TokenStore; refusals?: RefusalLog; guard?: AuthGuard; addresses?: ClientAddresses }): (req: IncomingMessage, res: ServerResponse, url: URL) => boolean {
   const assets = loadAssets();
   return (req, res, url) => {
     const path = url.pathname;
@@ -58,9 +60,14 @@ export function createConsoleRoutes(deps: { tokens: TokenStore; refusals?: Refus
       return true;
     }
     if (path === '/console/auth') {
-      const decision = deps.tokens.check(bearerToken(req.headers.authorization), { role: 'admin' });
-      if (decision !== 'ok') deps.refusals?.refused(decision, 'http', req.socket.remoteAddress, { path });
-      if (decision === 'unauthorized') sendError(res, errorOf('unauthorized', 'missing or unknown token'));
+      const token = bearerToken(req.headers.authorization);
+      const address = deps.addresses ? deps.addresses.of(req) : (req.socket.remoteAddress ?? null);
+      const auth = deps.guard ? deps.guard.authenticate(token, { role: 'admin' }, address, 'http', { path }) : null;
+      const decision = auth ? (auth.ok ? 'ok' : auth.kind) : deps.tokens.check(token, { role: 'admin' });
+      if (!auth && decision !== 'ok') deps.refusals?.refused(decision, 'http', address, { path });
+      if (auth && !auth.ok && auth.retryAfterS !== undefined) res.setHeader('retry-after', String(auth.retryAfterS));
+      if (decision === 'rate_limited') sendError(res, errorOf('rate_limited', 'too many failed authentications from this address; retry later'));
+      else if (decision === 'unauthorized') sendError(res, errorOf('unauthorized', 'missing or unknown token'));
       else if (decision === 'forbidden') sendError(res, errorOf('forbidden', 'an admin token is required'));
       else {
         res.writeHead(204, { 'cache-control': 'no-store' });

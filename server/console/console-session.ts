@@ -12,7 +12,7 @@ import type { DispatchRequest } from '../../shared/protocol.ts';
 import { consoleClientMessageSchema, type ConsoleServerMessage } from './console-protocol.ts';
 import type { ConsoleFeed, ConsoleRouter, FeedSink } from './console-feed.ts';
 import type { ConsoleOptions } from './console-options.ts';
-import { responseView } from './job-record.ts';
+import { DEFAULT_PREVIEW_LIMITS, headerMask, responseView } from './job-record.ts';
 
 export interface ConsoleSessionMeta {
   remoteAddress: string | null;
@@ -128,7 +128,7 @@ export class ConsoleSession implements FeedSink {
     const abort = new AbortController();
     this.#dispatches.add(abort);
     this.router.dispatch(suite, body, abort.signal).then(
-      (r) => this.#reply({ type: 'dispatch-result', ref, ok: true, result: { id: r.id, workerId: r.workerId, durationMs: r.durationMs, response: responseView(r.response) } }),
+      (r) => this.#reply({ type: 'dispatch-result', ref, ok: true, result: { id: r.id, workerId: r.workerId, durationMs: r.durationMs, response: responseView(r.response, DEFAULT_PREVIEW_LIMITS, headerMask(this.options.maskHeaders)) } }),
       (err: unknown) => {
         if (err instanceof FlowtestError) this.#reply({ type: 'dispatch-result', ref, ok: false, error: { code: err.code, message: err.message } });
         else {

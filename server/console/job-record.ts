@@ -8,8 +8,45 @@ import type { JobSummary } from '../router-events.ts';
 import type { BodyPreview, JobDetails, JobRow, MaskedHeaders } from './console-protocol.ts';
 
 /** Header names whose values the console never receives (compared lower-case). */
-export const MASKED_HEADERS: ReadonlySet<string> = new Set(['authorization', 'cookie', 'set-cookie', 'proxy-authorization']);
+export const MASKED_HEADERS: ReadonlySet<string> = new Set(['authorization', 'cookie', 'set-cookie', 'proxy-authorization', 'x-api-key', 'private-token']);
 export const MASK = '[masked]';
+
+/** The credential headers plus the operator's own (`--console-mask-header`), lower-case. */
+export function headerMask(extra: readonly string[] = []): ReadonlySet<string> {
+  if (extra.length === 0) return MASKED_HEADERS;
+  return new Set([...MASKED_HEADERS, ...extra.map((h) => h.toLowerCase())]);
+}
+
+/** Masks every `name=value` value of a query or fragment; an item without `=` is masked whole. */
+function maskParams(params: string): string {
+  return params
+    .split('&')
+    .map((p) => {
+      if (p === '') return p;
+      const eq = p.indexOf('=');
+      return eq < 0 ? MASK : `${p.slice(0, eq)}=${MASK}`;
+    })
+    .join('&');
+}
+
+/**
+ * A URL as the console shows it: the userinfo password, every query-string value and the
+ * fragment's values masked (API keys and signed-URL signatures travel there). The scheme,
+ * user name, host, port and path stay readable.
+ */
+export function maskUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return MASK; // never shown unparsed: it may hold anything
+  }
+  if (!u.password && !u.search && !u.hash) return url;
+  const userinfo = u.username || u.password ? `${u.username}${u.password ? `:${MASK}` : ''}@` : '';
+  const query = u.search ? `?${maskParams(u.search.slice(1))}` : '';
+  const hash = u.hash ? `#${maskParams(u.hash.slice(1))}` : '';
+  return `${u.protocol}//${userinfo}${u.host}${u.pathname}${query}${hash}`;
+}
 
 export interface PreviewLimits {
   /** Characters of a text body kept for the preview. */
@@ -29,13 +66,13 @@ function cut(s: string, max: number): string {
 }
 
 /** Copies a header map with credentials masked and long values cut. */
-export function maskHeaders(headers: Headers | undefined, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS): MaskedHeaders {
+export function maskHeaders(headers: Headers | undefined, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS, mask: ReadonlySet<string> = MASKED_HEADERS): MaskedHeaders {
   const out: MaskedHeaders = {};
   if (!headers) return out;
   let n = 0;
   for (const [name, value] of Object.entries(headers)) {
     if (n++ >= limits.maxHeaders) break;
-    if (MASKED_HEADERS.has(name.toLowerCase())) out[name] = MASK;
+    if (mask.has(name.toLowerCase())) out[name] = MASK;
     else out[name] = Array.isArray(value) ? value.slice(0, 20).map((v) => cut(v, limits.headerValueChars)) : cut(value, limits.headerValueChars);
   }
   return out;
@@ -67,16 +104,16 @@ export function previewBody(body: string, encoding: 'utf8' | 'base64' | undefine
 }
 
 /** The response part of a job or a test request, masked and previewed. */
-export function responseView(response: HttpResponse, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS): NonNullable<JobDetails['response']> {
+export function responseView(response: HttpResponse, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS, mask: ReadonlySet<string> = MASKED_HEADERS): NonNullable<JobDetails['response']> {
   return {
     status: response.status,
-    headers: maskHeaders(response.headers, limits),
+    headers: maskHeaders(response.headers, limits, mask),
     body: previewBody(response.body, response.bodyEncoding, headerValue(response.headers, 'content-type'), limits),
   };
 }
 
 /** The feed row and the details of an ended job. */
-export function recordJob(seq: number, job: JobSummary, replayable: boolean, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS): JobDetails {
+export function recordJob(seq: number, job: JobSummary, replayable: boolean, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS, mask: ReadonlySet<string> = MASKED_HEADERS): JobDetails {
   const req = job.request;
   const row: JobRow = {
     seq,
@@ -86,7 +123,7 @@ export function recordJob(seq: number, job: JobSummary, replayable: boolean, lim
     pool: job.pool,
     workerId: job.workerId,
     method: req.method,
-    url: cut(req.url, limits.urlChars),
+    url: cut(maskUrl(req.url), limits.urlChars),
     status: job.response?.status ?? null,
     outcome: job.outcome,
     durationMs: job.durationMs,
@@ -97,10 +134,10 @@ export function recordJob(seq: number, job: JobSummary, replayable: boolean, lim
     request: {
       method: req.method,
       url: row.url,
-      headers: maskHeaders(req.headers, limits),
+      headers: maskHeaders(req.headers, limits, mask),
       body: req.body === undefined ? null : previewBody(req.body, req.bodyEncoding, headerValue(req.headers, 'content-type'), limits),
     },
-    response: job.response ? responseView(job.response, limits) : null,
+    response: job.response ? responseView(job.response, limits, mask) : null,
     error: job.error,
   };
 }

@@ -33,6 +33,13 @@ const body: fc.Arbitrary<string | Buffer> = fc.oneof(
   invalidUtf8,
   fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
   fc.constant('{"pool":"pool1","request":' + '['.repeat(5000) + ']'.repeat(5000) + '}'),
+  // Nesting around the 64-level limit, in a field the schema refuses and in a header value.
+  fc.integer({ min: 58, max: 70 }).map((n) => `{"pool":"pool1","request":{"method":"GET","url":"http://x/"},"x":${'['.repeat(n)}${']'.repeat(n)}}`),
+  fc.integer({ min: 1, max: 70 }).map((n) => `{"pool":"pool1","request":{"method":"GET","url":"http://x/","headers":{"a":${'['.repeat(n)}"v"${']'.repeat(n)}}}}`),
+  // Header counts around the 256-line limit, as names or as values of one name.
+  fc.tuple(fc.integer({ min: 250, max: 262 }), fc.boolean()).map(([n, asArray]) =>
+    JSON.stringify({ pool: 'pool1', request: { method: 'GET', url: 'http://x/', headers: asArray ? { 'x-a': Array(n).fill('v') } : Object.fromEntries(Array.from({ length: n }, (_, i) => [`x-${i}`, 'v'])) } }),
+  ),
   fc.integer({ min: MAX_PAYLOAD - 100, max: MAX_PAYLOAD + 100 }).map((n) => JSON.stringify({ pool: 'pool1', request: { method: 'POST', url: 'http://x/', body: 'x'.repeat(n) } })),
 );
 

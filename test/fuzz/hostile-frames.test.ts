@@ -1,13 +1,14 @@
 /**
  * Hostile workers against a live server: random and malformed frames, invalid UTF-8,
  * oversize frames and frame headers declaring huge lengths, results for other workers'
- * jobs, floods. The server never crashes and answers a bad frame only with 1008 (bad
+ * jobs, floods of results for unknown jobs, nesting around the 64-level limit. The server never crashes and answers a bad frame only with 1008 (bad
  * content) or 1009 (too big) — the code of the first bad frame, exactly — while a
  * bystander worker keeps serving its jobs and gets only its own results.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { LATE_RESULT_LIMIT, screenAgentFrame } from '../../server/result-guard.ts';
 import { decodeAgentFrame } from '../../shared/codec.ts';
 import { HttpClient } from '../helpers/http-client.ts';
 import { ScriptedAgent } from '../helpers/scripted-agent.ts';
@@ -27,8 +28,13 @@ type Hostile =
   | { kind: 'foreign-result' }
   | { kind: 'flood'; count: number };
 
+/** Nesting around the 64-level limit, in a result for a job nobody holds (dropped) or a drain (validated). */
+const nested = fc
+  .tuple(fc.integer({ min: 58, max: 72 }), fc.constantFrom('{"type":"result","id":"nobody-holds-this","x":', '{"type":"drain","x":'))
+  .map(([n, head]) => `${head}${'['.repeat(n)}${']'.repeat(n)}}`);
+
 const hostile: fc.Arbitrary<Hostile> = fc.oneof(
-  fc.oneof(fc.string({ maxLength: 300 }), fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)), mutated(agentFrame).map((v) => JSON.stringify(v) ?? 'null'), agentFrame.map((f) => JSON.stringify(f))).map((text) => ({ kind: 'text' as const, text })),
+  fc.oneof(fc.string({ maxLength: 300 }), fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)), mutated(agentFrame).map((v) => JSON.stringify(v) ?? 'null'), agentFrame.map((f) => JSON.stringify(f)), nested).map((text) => ({ kind: 'text' as const, text })),
   invalidUtf8.map((bytes) => ({ kind: 'invalid-utf8' as const, bytes })),
   fc.uint8Array({ minLength: 1, maxLength: 100 }).map((b) => ({ kind: 'binary' as const, bytes: Buffer.from(b) })),
   fc.integer({ min: MAX_PAYLOAD + 1, max: 4 * MAX_PAYLOAD }).map((size) => ({ kind: 'oversize' as const, size })),
@@ -40,18 +46,29 @@ const hostile: fc.Arbitrary<Hostile> = fc.oneof(
 /**
  * The close code the server owes the first frame it must refuse; null when every frame is
  * acceptable. A valid `drain` from a worker holding nothing ends the session too: the server
- * closes it with 1000 (`drained`).
+ * closes it with 1000 (`drained`). A result for a job the attacker does not hold is dropped
+ * unread (whatever else it carries) and counted; the 101st such result closes with 1008.
+ * `lateIn(frame)` says how many results for jobs not held a non-text frame sends.
  */
-function expectedClose(frames: Hostile[], holdsJob: boolean): number | null {
+function expectedClose(frames: Hostile[], holdsJob: boolean, lateIn: (f: Hostile) => number): number | null {
+  let late = 0;
   for (const f of frames) {
     if (f.kind === 'text' && Buffer.byteLength(f.text) > MAX_PAYLOAD) return 1009;
     if (f.kind === 'text') {
-      const decoded = decodeAgentFrame(f.text);
-      if (!decoded.ok) return 1008;
-      if (decoded.value.type === 'drain' && !holdsJob) return 1000;
+      // Random frames never name the attacker's job (a server-made nanoid).
+      const screened = screenAgentFrame(f.text, false, new Set());
+      if (screened.kind === 'bad') return 1008;
+      if (screened.kind === 'late') late += 1;
+      else {
+        const decoded = decodeAgentFrame(f.text);
+        if (!decoded.ok) return 1008;
+        if (decoded.value.type === 'drain' && !holdsJob) return 1000;
+      }
     }
     if (f.kind === 'invalid-utf8' || f.kind === 'binary') return 1008;
     if (f.kind === 'oversize' || f.kind === 'huge-length') return 1009;
+    late += lateIn(f);
+    if (late > LATE_RESULT_LIMIT) return 1008;
   }
   return null;
 }
@@ -93,6 +110,8 @@ test('hostile frames: the server closes only with 1008/1009 (the first bad frame
       const attacker = await ScriptedAgent.connect(s.wsUrl, { name: 'attack', onJob: () => {} });
       const attackerJob = holdsJob ? client.dispatch('acme', { pool: 'attack', timeoutMs: 5000, request }) : null;
       if (attackerJob) await waitUntil(() => attacker.jobs === 1, 5000, 'attacker holds a job');
+      // How many results for jobs the attacker does not hold each frame sent (foreign ones depend on the moment).
+      const lateSent = new Map<Hostile, number>();
       try {
         for (const f of frames) {
           if (attacker.ws.readyState !== attacker.ws.OPEN) break;
@@ -101,10 +120,16 @@ test('hostile frames: the server closes only with 1008/1009 (the first bad frame
           else if (f.kind === 'binary') attacker.ws.send(f.bytes, { binary: true });
           else if (f.kind === 'oversize') attacker.ws.send('x'.repeat(f.size));
           else if (f.kind === 'huge-length') attacker.socket.write(hugeHeader(f.length));
-          else if (f.kind === 'foreign-result') for (const id of [...bystanderHolds, 'no-such-job']) attacker.reply(id, 200, 'forged');
-          else for (let i = 0; i < f.count; i++) attacker.reply(`unknown-${i}`);
+          else if (f.kind === 'foreign-result') {
+            const ids = [...bystanderHolds, 'no-such-job'];
+            lateSent.set(f, ids.length);
+            for (const id of ids) attacker.reply(id, 200, 'forged');
+          } else {
+            lateSent.set(f, f.count);
+            for (let i = 0; i < f.count; i++) attacker.reply(`unknown-${i}`);
+          }
         }
-        const expected = expectedClose(frames, holdsJob);
+        const expected = expectedClose(frames, holdsJob, (f) => lateSent.get(f) ?? 0);
         if (expected !== null) {
           let bound: NodeJS.Timeout | undefined;
           const { code } = await Promise.race([

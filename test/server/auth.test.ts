@@ -6,22 +6,22 @@ import { test } from 'node:test';
 import { bearerToken, TokenStore } from '../../server/auth.ts';
 
 const store = new TokenStore({
-  admin: ['admin-admin-admin'],
-  suites: { acme: { worker: ['w-acme-token'], client: ['c-acme-token'] }, beta: { client: ['c-beta-token', 'c-acme-token'] } },
+  admin: ['admin-admin-admin-0'],
+  suites: { acme: { worker: ['w-acme-token-0123'], client: ['c-acme-token-0123'] }, beta: { client: ['c-beta-token-0123', 'c-acme-token-0123'] } },
 });
 
 test('roles: admin everywhere, worker and client only in their suites and roles', () => {
-  assert.equal(store.check('admin-admin-admin', { role: 'admin' }), 'ok');
-  assert.equal(store.check('admin-admin-admin', { role: 'worker', suite: 'zzz' }), 'ok');
-  assert.equal(store.check('w-acme-token', { role: 'worker', suite: 'acme' }), 'ok');
-  assert.equal(store.check('w-acme-token', { role: 'client', suite: 'acme' }), 'forbidden');
-  assert.equal(store.check('w-acme-token', { role: 'worker', suite: 'beta' }), 'forbidden');
-  assert.equal(store.check('c-acme-token', { role: 'client', suite: 'beta' }), 'ok', 'one token in two suites');
-  assert.equal(store.check('c-beta-token', { role: 'client', suite: 'acme' }), 'forbidden');
-  assert.equal(store.check('c-beta-token', { role: 'admin' }), 'forbidden');
+  assert.equal(store.check('admin-admin-admin-0', { role: 'admin' }), 'ok');
+  assert.equal(store.check('admin-admin-admin-0', { role: 'worker', suite: 'zzz' }), 'ok');
+  assert.equal(store.check('w-acme-token-0123', { role: 'worker', suite: 'acme', pool: 'p' }), 'ok');
+  assert.equal(store.check('w-acme-token-0123', { role: 'client', suite: 'acme' }), 'forbidden');
+  assert.equal(store.check('w-acme-token-0123', { role: 'worker', suite: 'beta' }), 'forbidden');
+  assert.equal(store.check('c-acme-token-0123', { role: 'client', suite: 'beta' }), 'ok', 'one token in two suites');
+  assert.equal(store.check('c-beta-token-0123', { role: 'client', suite: 'acme' }), 'forbidden');
+  assert.equal(store.check('c-beta-token-0123', { role: 'admin' }), 'forbidden');
   assert.equal(store.check(undefined, { role: 'admin' }), 'unauthorized');
   assert.equal(store.check('', { role: 'admin' }), 'unauthorized');
-  assert.equal(store.check('admin-admin-admiN', { role: 'admin' }), 'unauthorized');
+  assert.equal(store.check('admin-admin-admin-O', { role: 'admin' }), 'unauthorized');
 });
 
 test('bearerToken parses the Authorization header', () => {
@@ -36,13 +36,13 @@ test('tokens file: valid file loads; bad files name the problem', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'flowtest-auth-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const good = join(dir, 'good.json');
-  writeFileSync(good, JSON.stringify({ admin: ['admin-file-token'], suites: { acme: { worker: ['worker-file-token'] } } }));
-  assert.equal(TokenStore.fromFile(good).check('worker-file-token', { role: 'worker', suite: 'acme' }), 'ok');
+  writeFileSync(good, JSON.stringify({ admin: ['admin-file-token-0123'], suites: { acme: { worker: ['worker-file-token-0123'] } } }));
+  assert.equal(TokenStore.fromFile(good).check('worker-file-token-0123', { role: 'worker', suite: 'acme' }), 'ok');
   const bad = join(dir, 'bad.json');
-  writeFileSync(bad, JSON.stringify({ suites: { 'bad suite': { worker: ['worker-file-token'] } } }));
+  writeFileSync(bad, JSON.stringify({ suites: { 'bad suite': { worker: ['worker-file-token-0123'] } } }));
   assert.throws(() => TokenStore.fromFile(bad), /suites/);
   writeFileSync(bad, JSON.stringify({ admin: ['short'] }));
-  assert.throws(() => TokenStore.fromFile(bad), /admin\.0: tokens must have at least 8/);
+  assert.throws(() => TokenStore.fromFile(bad), /admin\.0: tokens must have at least 16/);
   writeFileSync(bad, '{');
   assert.throws(() => TokenStore.fromFile(bad), /bad\.json/);
   assert.throws(() => TokenStore.fromFile(join(dir, 'missing.json')), /missing\.json/);

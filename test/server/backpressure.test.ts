@@ -31,7 +31,7 @@ async function fillUntilBackedUp(s: Awaited<ReturnType<typeof startTestServer>>,
 }
 
 test('backpressure: a worker over the high-water mark takes no new job; when it drains it gets the queued ones at once', async (t) => {
-  const s = await startTestServer(t, { maxPayloadBytes: MAX_PAYLOAD, heartbeatMs: 60_000 });
+  const s = await startTestServer(t, { maxPayloadBytes: MAX_PAYLOAD, heartbeatMs: 60_000, maxWorkerConcurrency: 1024 });
   const sessions = trackSessions(s);
   const client = new HttpClient(s.url, 2000);
   t.after(() => client.destroy());
@@ -62,7 +62,7 @@ test('backpressure: a worker over the high-water mark takes no new job; when it 
 
 test('backpressure: a worker that stays over the mark is dropped, its jobs fail worker_disconnected, and unsent bytes stay bounded', async (t) => {
   const heartbeatMs = 1000;
-  const s = await startTestServer(t, { maxPayloadBytes: MAX_PAYLOAD, heartbeatMs, maxQueue: 50 });
+  const s = await startTestServer(t, { maxPayloadBytes: MAX_PAYLOAD, heartbeatMs, maxQueue: 50, maxWorkerConcurrency: 1024 });
   const sessions = trackSessions(s);
   const client = new HttpClient(s.url, 2000);
   t.after(() => client.destroy());

@@ -60,18 +60,19 @@ test('handshake: worker and admin tokens are welcomed with heartbeat and payload
   assert.equal(s.router.stats().workers, 2);
 });
 
+// Results name the job the worker holds: one for a job it does not hold is dropped unread (see test/security/result-guard.test.ts).
 for (const [label, payload] of [
-  ['not JSON', 'this is not json'],
-  ['unknown type', JSON.stringify({ type: 'hello' })],
-  ['result without response or error', JSON.stringify({ type: 'result', id: 'x' })],
-  ['unknown agent error code', JSON.stringify({ type: 'result', id: 'x', error: { code: 'timeout', message: 'm' } })],
+  ['not JSON', () => 'this is not json'],
+  ['unknown type', () => JSON.stringify({ type: 'hello' })],
+  ['result without response or error', (id: string) => JSON.stringify({ type: 'result', id })],
+  ['unknown agent error code', (id: string) => JSON.stringify({ type: 'result', id, error: { code: 'timeout', message: 'm' } })],
 ] as const) {
   test(`a bad frame (${label}) closes with 1008 and fails the jobs the worker holds`, async (t) => {
     const s = await startTestServer(t);
     const a = await FakeAgent.connect(t, s.wsUrl);
     const pending = dispatch(s, 'acme', { pool: 'pool1', request: { method: 'GET', url: 'http://127.0.0.1:1/' } });
-    await a.nextJob();
-    a.ws.send(payload);
+    const job = await a.nextJob();
+    a.ws.send(payload(job.id));
     const { code, reason } = await a.closed;
     assert.equal(code, 1008);
     assert.match(reason, /bad frame|not valid JSON/);
