@@ -14,6 +14,11 @@ import { PROTOCOL_SCAN_LIMITS, scanJson } from '../shared/json-scan.ts';
 export const LATE_RESULT_LIMIT = 100;
 export const LATE_RESULT_WINDOW_MS = 10_000;
 
+/** How an agent's encodeFrame begins a result (JSON.stringify keeps the schema's key order). */
+const RESULT_PREFIX = '{"type":"result","id":"';
+/** Frames up to this many characters skip the scan when they begin with RESULT_PREFIX. */
+const SMALL_FRAME_CHARS = 64 * 1024;
+
 const PEEK_LIMITS = { maxDepth: PROTOCOL_SCAN_LIMITS.maxDepth, maxValues: Number.POSITIVE_INFINITY };
 
 export type Screened =
@@ -32,6 +37,13 @@ export function screenAgentFrame(data: unknown, isBinary: boolean, held: { has(i
   if (isBinary) return { kind: 'bad', reason: 'binary frames are not accepted' };
   const text = frameText(data);
   if (text === null) return { kind: 'bad', reason: 'unreadable frame' };
+  // Hot path: a small result in the agent's own encoding names its job first. Parsing up to
+  // 64 KiB costs little whatever its shape, so only the id is read here.
+  if (text.length <= SMALL_FRAME_CHARS && text.startsWith(RESULT_PREFIX)) {
+    const end = text.indexOf('"', RESULT_PREFIX.length);
+    const id = end < 0 ? '' : text.slice(RESULT_PREFIX.length, end);
+    if (id !== '' && !id.includes('\\')) return held.has(id) ? { kind: 'frame', text } : { kind: 'late', id };
+  }
   // One pass: depth is refused at once; the value count is judged only for a frame that is kept.
   const scan = scanJson(text, PEEK_LIMITS, ['type', 'id']);
   if (!scan.ok) return { kind: 'bad', reason: `bad frame: ${scan.reason}` };

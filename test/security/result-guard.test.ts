@@ -30,10 +30,15 @@ test('screen: a result for a job not held is late; held ids, drains and garbage 
   assert.equal(screenAgentFrame('{"type":"result","id":5}', false, held).kind, 'frame', 'a non-string id is the schema\'s to refuse');
   assert.equal(screenAgentFrame(Buffer.from('{}'), true, held).kind, 'bad');
   assert.deepEqual(screenAgentFrame(`{"type":"drain","x":${'['.repeat(70)}${']'.repeat(70)}}`, false, held), { kind: 'bad', reason: 'bad frame: nested deeper than 64 levels' });
-  // A duplicate id that JSON.parse would read as the held one is not dropped by the scan either.
-  assert.equal(screenAgentFrame('{"type":"result","id":"nope","id":"job-1"}', false, held).kind, 'frame');
-  // Many values: dropped unread when late, refused when kept.
-  const wide = (id: string) => `{"type":"result","id":"${id}","x":[${Array(20_000).fill(1).join(',')}]}`;
+  // A small frame in the agent's encoding is judged by its first id (the hot path reads nothing else);
+  // any other frame by the id JSON.parse would see (the last duplicate).
+  assert.equal(screenAgentFrame('{"type":"result","id":"nope","id":"job-1"}', false, held).kind, 'late');
+  assert.equal(screenAgentFrame('{"type":"result","id":"job-1","id":"nope"}', false, held).kind, 'frame', 'the router then drops it as late');
+  assert.equal(screenAgentFrame('{ "type":"result","id":"nope","id":"job-1"}', false, held).kind, 'frame');
+  assert.equal(screenAgentFrame(`{"type":"result","id":"job-1","pad":"${'x'.repeat(70_000)}","id":"nope"}`, false, held).kind, 'late');
+  assert.equal(screenAgentFrame('{"type":"result","id":"jo\\u0062-1"}', false, new Set(['job-1'])).kind, 'frame', 'an escaped id goes the long way');
+  // Many values (past the 64 KiB hot path): dropped unread when late, refused when kept.
+  const wide = (id: string) => `{"type":"result","id":"${id}","x":[${Array(40_000).fill(1).join(',')}]}`;
   assert.equal(screenAgentFrame(wide('nope'), false, held).kind, 'late');
   assert.equal(screenAgentFrame(wide('job-1'), false, held).kind, 'bad');
 });
