@@ -10,8 +10,9 @@ import { DEFAULTS } from '../shared/limits.ts';
 import type { CancelFrame, JobFrame, ResultFrame, WelcomeFrame } from '../shared/protocol.ts';
 import { Backoff } from './backoff.ts';
 import { Connection, type ConnectionEnd } from './connection.ts';
-import { createTargetAgents, runJob, type JobOutcome, type TargetAgents } from './job-runner.ts';
+import { TargetJob, type JobContext, type JobListener, type JobOutcome } from './job-runner.ts';
 import type { AgentConfig } from './options.ts';
+import { createTargetPool, type LookupFn, type TargetPool } from './target-pool.ts';
 import { USER_AGENT } from './version.ts';
 
 /** Knobs tests turn; production uses the defaults. */
@@ -26,6 +27,20 @@ export interface AgentTuning {
   closeGraceMs?: number;
   /** How long the opening handshake may take (default 10 000). */
   handshakeTimeoutMs?: number;
+  /** Resolver of target names (tests make names resolve without /etc/hosts). */
+  lookup?: LookupFn;
+}
+
+/** How a job ended, as counted: `ok`, an agent error code, or `abandoned` (socket lost or agent closed: no result sent). */
+export type JobOutcomeLabel = 'ok' | AgentErrorCode | 'abandoned';
+
+/** Told about the agent's life (the health server's metrics); every method must be cheap. */
+export interface AgentObserver {
+  jobEnded(outcome: JobOutcomeLabel): void;
+  /** The socket was welcomed (true) or lost (false). */
+  connectionChanged(connected: boolean): void;
+  /** A lost connection is being retried. */
+  reconnecting(): void;
 }
 
 /** Why the agent stopped. */
@@ -35,12 +50,14 @@ export type AgentStop =
   /** The server refused the token for good: 401/403 → exit 3. */
   | { kind: 'fatal'; exitCode: 3; reason: string };
 
-/** One job in flight; the entry is removed by whoever ends the job (result, cancel, socket loss, drain). */
-interface RunningJob {
-  controller: AbortController;
+/** What the agent keeps with each job; the table entry is removed by whoever ends the job (result, cancel, socket loss, drain). */
+interface JobTag {
+  id: string;
   connection: Connection;
   startedAt: number;
 }
+
+type RunningJob = TargetJob<JobTag>;
 
 /**
  * Handshake statuses that retrying cannot fix (exit code 3). Only a refused token is
@@ -64,7 +81,7 @@ function describeTarget(url: string): string {
 }
 
 /** A worker agent. Call {@link WorkerAgent.start}; await {@link WorkerAgent.stopped}. */
-export class WorkerAgent {
+export class WorkerAgent implements JobListener {
   /** Resolves once, when the agent has stopped and released everything. */
   readonly stopped: Promise<AgentStop>;
   readonly #config: AgentConfig;
@@ -72,10 +89,11 @@ export class WorkerAgent {
   readonly #tuning: AgentTuning;
   readonly #backoff: Backoff;
   /** Keep-alive pools to targets; owned here, destroyed when the loop ends. */
-  readonly #targets: TargetAgents;
+  readonly #targets: TargetPool;
+  /** What every job shares, built once. */
+  readonly #jobContext: JobContext;
   readonly #jobs = new Map<string, RunningJob>();
-  /** runJob promises not yet settled, awaited before the agent reports stopped. */
-  readonly #settling = new Set<Promise<void>>();
+  #observer: AgentObserver | null = null;
   #state: 'new' | 'running' | 'draining' | 'closing' = 'new';
   #connection: Connection | null = null;
   #resolveStopped!: (stop: AgentStop) => void;
@@ -91,7 +109,17 @@ export class WorkerAgent {
     this.#logger = logger;
     this.#tuning = tuning;
     this.#backoff = new Backoff(tuning.random ? { random: tuning.random } : {});
-    this.#targets = createTargetAgents(config.concurrency);
+    this.#targets = createTargetPool({
+      connections: config.concurrency,
+      grant: config.allow,
+      ...(tuning.lookup ? { lookup: tuning.lookup } : {}),
+    });
+    this.#jobContext = {
+      maxResponseBytes: config.maxResponseBytes,
+      allow: config.allow,
+      targets: this.#targets,
+      ...(tuning.timeoutGraceMs !== undefined ? { timeoutGraceMs: tuning.timeoutGraceMs } : {}),
+    };
     this.stopped = new Promise((resolve) => {
       this.#resolveStopped = resolve;
     });
@@ -107,12 +135,22 @@ export class WorkerAgent {
     return this.#connection?.welcome?.workerId ?? null;
   }
 
+  /** Connected (welcomed, socket open) and taking jobs: not draining or closing. */
+  get ready(): boolean {
+    return this.#state === 'running' && this.#connection?.welcome != null && this.#connection.isOpen;
+  }
+
+  /** Sets the one observer (the health server); call before start(). */
+  observe(observer: AgentObserver): void {
+    this.#observer = observer;
+  }
+
   /** Starts connecting; reconnects after every loss until drained, closed or refused for good. */
   start(): void {
     if (this.#state !== 'new') return;
     this.#state = 'running';
     if (this.#config.allow.allowsAll) {
-      this.#logger.warn('no --allow-host given: jobs may reach every host this agent can reach');
+      this.#logger.warn('no --allow-host given: jobs may reach every host this agent can reach, except loopback, link-local and cloud-metadata addresses');
     }
     void this.#run().then(
       (stop) => this.#finish(stop),
@@ -157,8 +195,8 @@ export class WorkerAgent {
   async #finish(stop: AgentStop): Promise<void> {
     this.#abortAll();
     await this.#drainDone;
-    await Promise.allSettled([...this.#settling]);
-    this.#targets.destroy();
+    // Every job was cancelled synchronously above: nothing of theirs is left to settle.
+    await this.#targets.destroy();
     this.#resolveStopped(stop);
   }
 
@@ -184,6 +222,7 @@ export class WorkerAgent {
       this.#logger.info({ url: this.#config.url.href }, 'connecting');
       const end = await connection.ended;
       this.#connection = null;
+      if (connection.welcome) this.#observer?.connectionChanged(false);
       // The server failed these jobs the moment the socket closed; their results cannot be delivered.
       this.#abortAll();
       this.#wakeDrain?.();
@@ -195,6 +234,7 @@ export class WorkerAgent {
       if (this.#state !== 'running') break;
       this.#backoff.connectionEnded(end.kind === 'closed' ? end.livedMs : 0);
       const delayMs = this.#backoff.nextDelayMs();
+      this.#observer?.reconnecting();
       this.#logger.warn({ ...this.#describeEnd(end), retryInMs: delayMs }, 'disconnected; reconnecting');
       await this.#sleep(delayMs);
     }
@@ -220,6 +260,7 @@ export class WorkerAgent {
   }
 
   #onWelcome(frame: WelcomeFrame): void {
+    this.#observer?.connectionChanged(true);
     this.#logger.info({ workerId: frame.workerId, heartbeatMs: frame.heartbeatMs, maxPayloadBytes: frame.maxPayloadBytes }, 'connected');
   }
 
@@ -233,27 +274,25 @@ export class WorkerAgent {
     if (this.#jobs.size >= this.#config.concurrency) {
       return this.#reply(connection, id, failure('invalid_job', `the agent already holds ${this.#config.concurrency} jobs (its concurrency)`));
     }
-    const job: RunningJob = { controller: new AbortController(), connection, startedAt: Date.now() };
+    const job: RunningJob = new TargetJob(frame.request, frame.timeoutMs, this.#jobContext, this, { id, connection, startedAt: Date.now() });
     this.#jobs.set(id, job);
-    this.#logger.debug({ jobId: id, method: frame.request.method, target: describeTarget(frame.request.url) }, 'job started');
-    const settled = runJob(frame.request, {
-      signal: job.controller.signal,
-      timeoutMs: frame.timeoutMs,
-      maxResponseBytes: this.#config.maxResponseBytes,
-      allow: this.#config.allow,
-      agents: this.#targets,
-      ...(this.#tuning.timeoutGraceMs !== undefined ? { timeoutGraceMs: this.#tuning.timeoutGraceMs } : {}),
-    }).then((outcome) => {
-      // Gone from the table: cancelled, socket lost or drain gave up. Whoever removed it answered (or must not).
-      if (this.#jobs.get(id) !== job) return;
-      this.#jobs.delete(id);
-      const durationMs = Date.now() - job.startedAt;
-      if ('error' in outcome) this.#logger.info({ jobId: id, code: outcome.error.code, message: outcome.error.message, durationMs }, 'job failed');
+    if (this.#logger.isLevelEnabled('debug')) this.#logger.debug({ jobId: id, method: frame.request.method, target: describeTarget(frame.request.url) }, 'job started');
+    // The frame decode validated the request already.
+    job.trustValidated().start();
+  }
+
+  /** A job ended by itself (JobListener): answer it unless someone removed it from the table (and answered, or must not). */
+  jobEnded(job: TargetJob, outcome: JobOutcome): void {
+    const { id, connection, startedAt } = (job as RunningJob).tag;
+    if (this.#jobs.get(id) !== job) return;
+    this.#jobs.delete(id);
+    this.#observer?.jobEnded('error' in outcome ? outcome.error.code : 'ok');
+    if (this.#logger.isLevelEnabled('debug')) {
+      const durationMs = Date.now() - startedAt;
+      if ('error' in outcome) this.#logger.debug({ jobId: id, code: outcome.error.code, message: outcome.error.message, durationMs }, 'job failed');
       else this.#logger.debug({ jobId: id, status: outcome.response.status, durationMs }, 'job done');
-      this.#reply(job.connection, id, outcome);
-    }).catch((error: unknown) => this.#logger.error({ err: error, jobId: id }, 'answering a job failed'));
-    this.#settling.add(settled);
-    void settled.finally(() => this.#settling.delete(settled));
+    }
+    this.#reply(connection, id, outcome);
   }
 
   #onCancel(frame: CancelFrame): void {
@@ -261,15 +300,17 @@ export class WorkerAgent {
     // The server already forgot the job: abort it and answer nothing.
     if (!job) return this.#logger.debug({ jobId: frame.id }, 'cancel for a job not held; ignored');
     this.#jobs.delete(frame.id);
-    job.controller.abort();
-    this.#logger.info({ jobId: frame.id, reason: frame.reason }, 'job cancelled by the server');
+    job.cancel();
+    this.#observer?.jobEnded('cancelled');
+    this.#logger.debug({ jobId: frame.id, reason: frame.reason }, 'job cancelled by the server');
   }
 
   /** Sends a result, replaced by `response_too_large` when it would exceed the server's frame limit (1009). */
   #reply(connection: Connection, id: string, outcome: JobOutcome): void {
     const limit = connection.welcome?.maxPayloadBytes ?? DEFAULTS.maxPayloadBytes;
     let text = encodeFrame({ type: 'result', id, ...outcome } satisfies ResultFrame);
-    const bytes = Buffer.byteLength(text);
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: only a long frame needs counting.
+    const bytes = text.length * 3 <= limit ? 0 : Buffer.byteLength(text);
     if (bytes > limit) {
       this.#logger.info({ jobId: id, bytes, limit }, "result over the server's maxPayloadBytes; sending response_too_large");
       const error = { code: 'response_too_large', message: `the result frame is ${bytes} bytes, over the server's limit of ${limit}` } as const;
@@ -282,7 +323,8 @@ export class WorkerAgent {
   #abortAll(): void {
     for (const [id, job] of this.#jobs) {
       this.#jobs.delete(id);
-      job.controller.abort();
+      job.cancel();
+      this.#observer?.jobEnded('abandoned');
     }
   }
 
@@ -309,7 +351,8 @@ export class WorkerAgent {
     if (this.#state !== 'draining' || !connection.isOpen) return; // the server closed, or close(): nothing to answer
     for (const [id, job] of this.#jobs) {
       this.#jobs.delete(id);
-      job.controller.abort();
+      job.cancel();
+      this.#observer?.jobEnded('cancelled');
       this.#reply(connection, id, failure('cancelled', `the agent is shutting down and its drain grace of ${this.#config.drainTimeoutMs} ms ran out`));
     }
     connection.close(CLOSE_CODES.normal, 'drained');

@@ -3,9 +3,12 @@
  * no I/O. A pattern matches the URL's host as written (after WHATWG URL
  * normalisation, which is what the request will connect to): names match names,
  * IPs and CIDRs match IP literals only, so `localhost` never matches `127.0.0.1`.
+ * IPv4-mapped IPv6 literals are the IPv4 address; IPv6 patterns never match IPv4.
+ * The list also says which denied addresses (egress.ts) its owner named explicitly.
  */
 import { BlockList, isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
+import { isInsideDeniedRange, normalizeIp, type ExplicitGrant, type IpAddress } from './egress.ts';
 
 /** A pattern that cannot be parsed; the CLI reports it and exits 2. */
 export class InvalidAllowHostError extends Error {
@@ -36,10 +39,17 @@ export interface AllowPattern {
   readonly port: number | null;
   /** True when `target` is admitted. */
   matches(target: TargetHost): boolean;
+  /**
+   * True when this pattern names denied addresses explicitly: an IP or CIDR wholly inside
+   * a denied range, or the name `localhost`.
+   */
+  readonly namesDenied: boolean;
+  /** IP and CIDR patterns: true when `ip` is inside (ports aside). Absent on name patterns. */
+  readonly matchesAddress?: (ip: IpAddress) => boolean;
 }
 
 /** The parsed `--allow-host` list. */
-export interface Allowlist {
+export interface Allowlist extends ExplicitGrant {
   /** No pattern given: every host is allowed (the agent warns about it at start). */
   readonly allowsAll: boolean;
   readonly patterns: readonly AllowPattern[];
@@ -61,20 +71,30 @@ function parsePort(pattern: string, text: string): number {
   return port;
 }
 
-function ipMatcher(pattern: string, address: string, prefix: string | undefined): (t: TargetHost) => boolean {
-  const version = isIP(address);
-  if (version === 0) throw new InvalidAllowHostError(pattern, `${JSON.stringify(address)} is not an IP address`);
-  const type = version === 4 ? 'ipv4' : 'ipv6';
-  const list = new BlockList();
-  if (prefix === undefined) {
-    list.addAddress(address, type);
-  } else {
-    const bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : Number.NaN;
-    if (!(bits >= 0 && bits <= (version === 4 ? 32 : 128))) throw new InvalidAllowHostError(pattern, `bad prefix length /${prefix}`);
-    list.addSubnet(address, bits, type);
+interface IpMatcher {
+  matches(ip: IpAddress): boolean;
+  namesDenied: boolean;
+}
+
+function ipMatcher(pattern: string, address: string, prefix: string | undefined): IpMatcher {
+  const written = isIP(address);
+  if (written === 0) throw new InvalidAllowHostError(pattern, `${JSON.stringify(address)} is not an IP address`);
+  let bits = written === 4 ? 32 : 128;
+  if (prefix !== undefined) {
+    bits = /^\d{1,3}$/.test(prefix) ? Number(prefix) : Number.NaN;
+    if (!(bits >= 0 && bits <= (written === 4 ? 32 : 128))) throw new InvalidAllowHostError(pattern, `bad prefix length /${prefix}`);
   }
-  // BlockList also matches IPv4-mapped IPv6 literals against IPv4 rules; they reach the same host.
-  return (t) => t.ipVersion !== 0 && list.check(t.host, t.ipVersion === 4 ? 'ipv4' : 'ipv6');
+  // A mapped pattern (::ffff:10.0.0.0/104) is the IPv4 pattern it spells (10.0.0.0/8).
+  let ip = normalizeIp(address) as IpAddress;
+  if (ip.version === 4 && written === 6) {
+    if (bits < 96) throw new InvalidAllowHostError(pattern, 'an IPv4-mapped prefix must be /96 or longer');
+    bits -= 96;
+  }
+  const type = ip.version === 4 ? 'ipv4' : 'ipv6';
+  const list = new BlockList();
+  list.addSubnet(ip.address, bits, type);
+  // Family-strict: BlockList would let an IPv6 rule such as ::/0 match IPv4 addresses.
+  return { matches: (t) => t.version === ip.version && list.check(t.address, type), namesDenied: isInsideDeniedRange(ip, bits) };
 }
 
 function nameMatcher(pattern: string, text: string): (t: TargetHost) => boolean {
@@ -128,13 +148,22 @@ export function parseAllowPattern(source: string): AllowPattern {
   const port = portText === undefined ? null : parsePort(source, portText);
   const slash = hostText.indexOf('/');
   const isIpPattern = slash >= 0 || isIP(hostText) !== 0;
-  const hostMatches = isIpPattern
-    ? ipMatcher(source, slash >= 0 ? hostText.slice(0, slash) : hostText, slash >= 0 ? hostText.slice(slash + 1) : undefined)
-    : nameMatcher(source, hostText.toLowerCase());
+  if (isIpPattern) {
+    const ip = ipMatcher(source, slash >= 0 ? hostText.slice(0, slash) : hostText, slash >= 0 ? hostText.slice(slash + 1) : undefined);
+    return {
+      source,
+      port,
+      namesDenied: ip.namesDenied,
+      matches: (t) => (port === null || t.port === port) && t.ipVersion !== 0 && ip.matches({ address: t.host, version: t.ipVersion }),
+      matchesAddress: (address) => ip.matches(address),
+    };
+  }
+  const name = nameMatcher(source, hostText.toLowerCase());
   return {
     source,
     port,
-    matches: (t) => (port === null || t.port === port) && hostMatches(t),
+    namesDenied: hostText.toLowerCase().replace(/\.$/, '') === 'localhost',
+    matches: (t) => (port === null || t.port === port) && name(t),
   };
 }
 
@@ -146,16 +175,27 @@ function targetOf(url: string | URL): TargetHost | null {
     return null;
   }
   const raw = parsed.hostname.startsWith('[') ? parsed.hostname.slice(1, -1) : parsed.hostname;
-  const ipVersion = isIP(raw) as 0 | 4 | 6;
   const port = parsed.port ? Number(parsed.port) : DEFAULT_PORTS[parsed.protocol];
   if (port === undefined) return null;
+  const ip = normalizeIp(raw);
+  if (ip) return { host: ip.address, ipVersion: ip.version, port };
   // `api.internal.` and `api.internal` are the same DNS name.
-  return { host: ipVersion === 0 ? raw.toLowerCase().replace(/\.$/, '') : raw, ipVersion, port };
+  return { host: raw.toLowerCase().replace(/\.$/, ''), ipVersion: 0, port };
 }
+
+/** The URL's host as the allowlist and the egress policy see it; null for a URL without a known port. */
+export function targetHostOf(url: string | URL): TargetHost | null {
+  return targetOf(url);
+}
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
 
 /** Parses every pattern (throwing on the first invalid one) into an {@link Allowlist}. */
 export function parseAllowlist(sources: readonly string[]): Allowlist {
   const patterns = sources.map(parseAllowPattern);
+  const explicit = patterns.filter((p) => p.namesDenied);
   return {
     allowsAll: patterns.length === 0,
     patterns,
@@ -163,6 +203,15 @@ export function parseAllowlist(sources: readonly string[]): Allowlist {
       if (patterns.length === 0) return true;
       const target = targetOf(url);
       return target !== null && patterns.some((p) => p.matches(target));
+    },
+    grants(hostname, port, ip) {
+      const name = hostname.toLowerCase().replace(/\.$/, '');
+      return explicit.some((p) => {
+        if (p.port !== null && p.port !== port) return false;
+        // `localhost` admits the loopback addresses the name resolves to, nothing else.
+        if (p.matchesAddress === undefined) return name === 'localhost' && LOOPBACK.check(ip.address, ip.version === 4 ? 'ipv4' : 'ipv6');
+        return p.matchesAddress(ip);
+      });
     },
   };
 }

@@ -6,7 +6,8 @@
 import http from 'node:http';
 import { decodeServerFrame, encodeFrame } from '../../shared/codec.ts';
 import { parseAllowlist } from '../../worker-agent/allowlist.ts';
-import { createTargetAgents, runJob } from '../../worker-agent/job-runner.ts';
+import { runJob } from '../../worker-agent/job-runner.ts';
+import { createTargetPool } from '../../worker-agent/target-pool.ts';
 import { childConfig, serveBench } from '../harness/child.ts';
 import { httpCall } from '../harness/http.ts';
 import { POOL, SUITE, TOKENS } from '../harness/tokens.ts';
@@ -14,8 +15,9 @@ import { POOL, SUITE, TOKENS } from '../harness/tokens.ts';
 const { server, concurrency } = childConfig<{ server: string; concurrency: number }>();
 const base = new URL(server);
 const toServer = new http.Agent({ keepAlive: true, maxSockets: concurrency + 1 });
-const targets = createTargetAgents(concurrency);
-const allow = parseAllowlist([]);
+// Bench targets listen on loopback, which the agent's egress policy admits only when named.
+const allow = parseAllowlist(['127.0.0.1']);
+const targets = createTargetPool({ connections: concurrency, grant: allow });
 const auth = { authorization: `Bearer ${TOKENS.worker}` };
 let stopping = false;
 
@@ -40,7 +42,7 @@ async function poller(): Promise<void> {
     const decoded = decodeServerFrame(answer.text);
     if (!decoded.ok || decoded.value.type !== 'job') continue;
     const job = decoded.value;
-    const outcome = await runJob(job.request, { signal: new AbortController().signal, timeoutMs: job.timeoutMs, maxResponseBytes: 10 * 1024 * 1024, allow, agents: targets });
+    const outcome = await runJob(job.request, { timeoutMs: job.timeoutMs, maxResponseBytes: 10 * 1024 * 1024, allow, targets });
     await call('POST', `/v1/workers/${workerId}/results`, encodeFrame({ type: 'result', id: job.id, ...outcome })).catch(() => {});
   }
 }
@@ -50,6 +52,6 @@ const pollers = Array.from({ length: concurrency }, () => poller());
 serveBench({}, async () => {
   stopping = true;
   toServer.destroy();
-  targets.destroy();
+  await targets.destroy();
   await Promise.allSettled(pollers);
 }).ready({ workerId });

@@ -213,3 +213,97 @@ export class Cleanup {
     while (this.#steps.length > 0) await this.#steps.pop()?.();
   }
 }
+
+/** One request as the raw target parsed it. */
+export interface RawRequest {
+  /** Request line and header lines, as received. */
+  head: string;
+  method: string;
+  path: string;
+  /** Header lines, names lower-cased, in order. */
+  headers: [string, string][];
+  body: Buffer;
+  /** Index of the connection it came on (0 = first). */
+  connection: number;
+}
+
+/** A target on a plain TCP socket that keeps every byte it receives. */
+export interface RawTarget {
+  port: number;
+  origin: string;
+  /** Every byte received, per connection, in arrival order. */
+  received: Buffer[];
+  requests: Queue<RawRequest>;
+  /** Connections accepted so far. */
+  connections: number;
+  /** Sockets currently open. */
+  open: Set<Socket>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a deliberately lenient HTTP/1.1 target on a raw socket: a request's body is
+ * `content-length` bytes, or none when it has no content-length or any
+ * transfer-encoding (as a careless server would). Each parsed request is answered by
+ * `respond` (default: 200 with the path as body); return null to leave it unanswered.
+ */
+export async function startRawTarget(respond: (request: RawRequest, socket: Socket) => string | null = (r) => rawResponse(200, r.path)): Promise<RawTarget> {
+  const { createServer } = await import('node:net');
+  const requests = new Queue<RawRequest>();
+  const received: Buffer[] = [];
+  const open = new Set<Socket>();
+  const target: RawTarget = {
+    port: 0,
+    origin: '',
+    received,
+    requests,
+    connections: 0,
+    open,
+    async close() {
+      for (const s of open) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+  const server = createServer((socket) => {
+    const index = target.connections++;
+    open.add(socket);
+    socket.on('close', () => open.delete(socket));
+    socket.on('error', () => {});
+    received[index] = Buffer.alloc(0);
+    let pending = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      received[index] = Buffer.concat([received[index], chunk]);
+      pending = Buffer.concat([pending, chunk]);
+      for (;;) {
+        const end = pending.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = pending.subarray(0, end).toString('latin1');
+        const [line, ...lines] = head.split('\r\n');
+        const headers = lines.map((l): [string, string] => {
+          const colon = l.indexOf(':');
+          return [l.slice(0, colon).trim().toLowerCase(), l.slice(colon + 1).trim()];
+        });
+        const te = headers.some(([n]) => n === 'transfer-encoding');
+        const cl = headers.find(([n]) => n === 'content-length');
+        const length = te || !cl ? 0 : Number(cl[1]);
+        if (pending.length < end + 4 + length) return;
+        const body = pending.subarray(end + 4, end + 4 + length);
+        pending = pending.subarray(end + 4 + length);
+        const [method = '', path = ''] = line.split(' ');
+        const request: RawRequest = { head, method, path, headers, body, connection: index };
+        requests.push(request);
+        const answer = respond(request, socket);
+        if (answer !== null) socket.write(answer);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  target.port = (server.address() as AddressInfo).port;
+  target.origin = `http://127.0.0.1:${target.port}`;
+  return target;
+}
+
+/** An HTTP/1.1 response with a content-length and keep-alive. */
+export function rawResponse(status: number, body: string, headers: string[] = []): string {
+  return [`HTTP/1.1 ${status} X`, 'content-type: text/plain', `content-length: ${Buffer.byteLength(body)}`, ...headers, '', body].join('\r\n');
+}

@@ -4,13 +4,16 @@ import { getEventListeners } from 'node:events';
 import { test, type TestContext } from 'node:test';
 import type { HttpRequest } from '../../shared/protocol.ts';
 import { parseAllowlist } from '../../worker-agent/allowlist.ts';
-import { createTargetAgents, encodeBody, isTextualContentType, runJob, type JobOutcome, type RunJobOptions } from '../../worker-agent/job-runner.ts';
-import { closedPort, once, startTarget, within } from './harness.ts';
+import { encodeBody, isTextualContentType, MAX_RESPONSE_HEADERS, runJob, TIMEOUT_GRACE_MS, type JobOutcome, type RunJobOptions } from '../../worker-agent/job-runner.ts';
+import { createTargetPool } from '../../worker-agent/target-pool.ts';
+import { closedPort, once, rawResponse, startRawTarget, startTarget, within } from './harness.ts';
 
-function setup(t: TestContext, overrides: Partial<RunJobOptions> = {}): RunJobOptions {
-  const agents = createTargetAgents(4);
-  t.after(() => agents.destroy());
-  return { signal: new AbortController().signal, timeoutMs: 5000, maxResponseBytes: 1024 * 1024, allow: parseAllowlist([]), agents, ...overrides };
+/** A pool and options for jobs; the targets here live on loopback, which must be named. */
+function setup(t: TestContext, overrides: Partial<RunJobOptions> = {}, patterns = ['127.0.0.1']): RunJobOptions {
+  const allow = parseAllowlist(patterns);
+  const targets = createTargetPool({ connections: 4, grant: allow });
+  t.after(() => targets.destroy());
+  return { signal: new AbortController().signal, timeoutMs: 5000, maxResponseBytes: 1024 * 1024, allow, targets, ...overrides };
 }
 
 function responseOf(outcome: JobOutcome) {
@@ -31,7 +34,7 @@ test('a UTF-8 text body comes back as utf8, byte-exact (BOM kept)', async (t) =>
   t.after(() => target.close());
   const options = setup(t);
   const response = responseOf(await run({ method: 'GET', url: `${target.origin}/x` }, options));
-  assert.equal(getEventListeners(options.signal, 'abort').length, 0, 'the abort listener is removed');
+  assert.equal(getEventListeners(options.signal as AbortSignal, 'abort').length, 0, 'the abort listener is removed');
   assert.equal(response.status, 200);
   assert.equal(response.bodyEncoding, 'utf8');
   assert.equal(response.body, text);
@@ -137,11 +140,58 @@ test('a response over the limit fails with response_too_large and the target see
   assert.equal(res.writableFinished, false);
 });
 
-test('a declared content-length over the limit fails without reading', async (t) => {
-  const target = await startTarget((_req, res) => res.end(Buffer.alloc(5000)));
+test('a declared content-length over the limit fails from the headers alone: no body byte is awaited or read', async (t) => {
+  // The target sends the head only; a runner that read towards the limit would wait for body bytes until its deadline.
+  const target = await startRawTarget(() => 'HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n');
   t.after(() => target.close());
-  const error = errorOf(await run({ method: 'GET', url: target.origin }, setup(t, { maxResponseBytes: 4999 })));
+  const started = Date.now();
+  const error = errorOf(await run({ method: 'GET', url: target.origin }, setup(t, { maxResponseBytes: 4999, timeoutMs: 30_000 })));
   assert.equal(error.code, 'response_too_large');
+  assert.match(error.message, /declares 5000 bytes/);
+  assert.ok(Date.now() - started < 3000, 'refused at the headers, not at a timeout');
+  // The agent hung up: the target sees its socket closed.
+  await within(new Promise<void>((resolve) => {
+    const check = (): void => (target.open.size === 0 ? resolve() : void setTimeout(check, 10));
+    check();
+  }), 3000, 'the target to see the connection closed');
+});
+
+test('a body of exactly the limit is accepted; one byte more is not', async (t) => {
+  const target = await startTarget((req, res) => res.end(Buffer.alloc(req.url === '/more' ? 1001 : 1000, 'a')));
+  t.after(() => target.close());
+  const options = setup(t, { maxResponseBytes: 1000 });
+  assert.equal(responseOf(await run({ method: 'GET', url: `${target.origin}/exact` }, options)).body.length, 1000);
+  assert.equal(errorOf(await run({ method: 'GET', url: `${target.origin}/more` }, options)).code, 'response_too_large');
+});
+
+test(`more than ${MAX_RESPONSE_HEADERS} response headers: response_too_large; ${MAX_RESPONSE_HEADERS} pass`, async (t) => {
+  const target = await startRawTarget((r) => {
+    // content-type and content-length are two of the entries.
+    const count = r.path === '/over' ? MAX_RESPONSE_HEADERS - 1 : MAX_RESPONSE_HEADERS - 2;
+    return rawResponse(200, 'ok', Array.from({ length: count }, (_, i) => `x-h${i}: ${i}`));
+  });
+  t.after(() => target.close());
+  const options = setup(t);
+  const response = responseOf(await run({ method: 'GET', url: `${target.origin}/exact` }, options));
+  assert.equal(Object.keys(response.headers).length, MAX_RESPONSE_HEADERS);
+  const error = errorOf(await run({ method: 'GET', url: `${target.origin}/over` }, options));
+  assert.equal(error.code, 'response_too_large');
+  assert.match(error.message, /257 headers/);
+});
+
+test("undici's header and body timeouts come from the job's deadline, not its 300 s defaults", async (t) => {
+  const options = setup(t, { timeoutMs: 1234 });
+  const seen: { headersTimeout?: number | null; bodyTimeout?: number | null }[] = [];
+  const real = options.targets.dispatcher;
+  const spy = Object.create(real) as typeof real;
+  spy.dispatch = (opts, handler) => {
+    seen.push({ headersTimeout: opts.headersTimeout, bodyTimeout: opts.bodyTimeout });
+    return real.dispatch(opts, handler);
+  };
+  const target = await startTarget((_req, res) => res.end('ok'));
+  t.after(() => target.close());
+  responseOf(await run({ method: 'GET', url: target.origin }, { ...options, targets: { ...options.targets, dispatcher: spy } }));
+  assert.deepEqual(seen, [{ headersTimeout: 1234 + TIMEOUT_GRACE_MS, bodyTimeout: 1234 + TIMEOUT_GRACE_MS }]);
 });
 
 test('the agent gives up on its own shortly after timeoutMs: target_timeout', async (t) => {
@@ -200,12 +250,12 @@ test('a host outside the allow list is target_forbidden and no connection is att
   target.server.on('connection', () => {
     connections += 1;
   });
-  const options = setup(t, { allow: parseAllowlist(['api.internal', 'localhost']) });
+  const options = setup(t, {}, ['api.internal', 'localhost']);
   const error = errorOf(await run({ method: 'GET', url: `${target.origin}/` }, options));
   assert.equal(error.code, 'target_forbidden');
   assert.equal(connections, 0);
-  const ok = parseAllowlist([`127.0.0.1:${target.port}`]);
-  assert.equal(responseOf(await run({ method: 'GET', url: `${target.origin}/` }, { ...options, allow: ok })).body, 'ok');
+  const ok = setup(t, {}, [`127.0.0.1:${target.port}`]);
+  assert.equal(responseOf(await run({ method: 'GET', url: `${target.origin}/` }, ok)).body, 'ok');
 });
 
 test('malformed jobs are invalid_job', async (t) => {
@@ -220,14 +270,18 @@ test('malformed jobs are invalid_job', async (t) => {
   for (const request of bad) assert.equal(errorOf(await run(request, options)).code, 'invalid_job', JSON.stringify(request));
 });
 
-test('keep-alive: sequential jobs to one target reuse one socket', async (t) => {
-  const target = await startTarget((_req, res) => res.end('ok'));
+test('keep-alive: sequential jobs to one target reuse one socket, also after an error status', async (t) => {
+  const target = await startTarget((req, res) => res.writeHead(req.url === '/missing' ? 404 : 200).end('ok'));
   t.after(() => target.close());
   let connections = 0;
   target.server.on('connection', () => {
     connections += 1;
   });
   const options = setup(t);
-  for (let i = 0; i < 3; i += 1) responseOf(await run({ method: 'GET', url: target.origin }, options));
+  for (const path of ['/a', '/missing', '/b']) {
+    responseOf(await run({ method: 'GET', url: `${target.origin}${path}` }, options));
+    // Jobs arrive on separate socket messages; the pool marks a connection free within the same turn.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
   assert.equal(connections, 1);
 });
