@@ -58,7 +58,8 @@ export function createTargetPool(options: TargetPoolOptions): TargetPool {
     lookup(opts.hostname).then(
       (addresses) => {
         if (addresses.length === 0) return callback(Object.assign(new Error(`${opts.hostname} has no address`), { code: 'ENOTFOUND' }), null);
-        proceed(addresses);
+        // Whatever the resolver returned, mapped IPv6 answers are checked as IPv4.
+        proceed(addresses.map((a) => normalizeIp(a.address) ?? a));
       },
       (error: unknown) => callback(error instanceof Error ? error : new Error(String(error)), null),
     );
