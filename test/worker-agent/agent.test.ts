@@ -40,7 +40,8 @@ async function setup(t: TestContext): Promise<Env> {
     lines,
     start(options = {}, tuning = {}) {
       const agent = startAgent(
-        { server: server.url, suite: 'acme', name: 'pool-a', token: TOKEN, concurrency: 2, allowHost: [], maxResponseBytes: DEFAULTS.maxResponseBytes, drainTimeoutMs: 2000, ...options },
+        // The target listens on loopback, which the agent reaches only when named.
+        { server: server.url, suite: 'acme', name: 'pool-a', token: TOKEN, concurrency: 2, allowHost: [`127.0.0.1:${target.port}`], maxResponseBytes: DEFAULTS.maxResponseBytes, drainTimeoutMs: 2000, ...options },
         logger,
         { random: () => 0, ...tuning },
       );
@@ -83,8 +84,17 @@ test('handshake carries the subprotocol, token, user agent and query; a job roun
   assert.equal(result.response?.status, 200);
   assert.equal(result.response?.body, 'fast');
   assert.equal(result.response?.bodyEncoding, 'utf8');
+  assert.ok(!env.lines.some((l) => l.includes(TOKEN)), 'the token is never logged');
+});
 
-  assert.ok(env.lines.some((l) => l.includes('"level":40') && l.includes('allow-host')), 'warns that every host is allowed');
+test('no --allow-host: a warning at start names what stays denied, and loopback targets are target_forbidden', async (t) => {
+  const env = await setup(t);
+  env.start({ allowHost: [] });
+  const socket = await env.connected();
+  assert.ok(env.lines.some((l) => l.includes('"level":40') && l.includes('allow-host') && l.includes('loopback')), 'warns that every other host is allowed');
+  socket.send(job('j1', `${env.target.origin}/fast`));
+  const result = asResult(await socket.nextFrame());
+  assert.equal(result.error?.code, 'target_forbidden');
   assert.ok(!env.lines.some((l) => l.includes(TOKEN)), 'the token is never logged');
 });
 
