@@ -258,6 +258,9 @@ const BUILDERS: Record<CommandName, (values: OptionValues) => Command> = {
       maxResponseBytes: values.integer('max-response-bytes') ?? DEFAULTS.maxResponseBytes,
       drainTimeoutMs: values.integer('drain-timeout-ms') ?? DEFAULTS.drainTimeoutMs,
       ...(values.string('log-level') !== undefined ? { logLevel: values.string('log-level') as LogLevel } : {}),
+      ...(values.string('token-file') !== undefined ? { tokenFile: values.string('token-file') as string } : {}),
+      ...(values.integer('health-port') !== undefined ? { healthPort: values.integer('health-port') as number } : {}),
+      ...(values.string('health-host') !== undefined ? { healthHost: values.string('health-host') as string } : {}),
     };
     try {
       // The agent's own checks (allow-host patterns, server URL) also count as bad options.

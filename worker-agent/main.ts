@@ -5,12 +5,14 @@
 import { pino, type Logger } from 'pino';
 import { WorkerAgent, type AgentTuning } from './agent.ts';
 import type { LogLevel } from '../shared/limits.ts';
-import { AgentOptionsError, resolveAgentConfig, type AgentOptions } from './options.ts';
+import { startHealthServer, type HealthServer } from './health-server.ts';
+import { AgentOptionsError, resolveAgentConfig, type AgentConfig, type AgentOptions } from './options.ts';
 
 export type { AgentOptions } from './options.ts';
 export type { AgentStop, AgentTuning } from './agent.ts';
 export { WorkerAgent } from './agent.ts';
 export { AgentOptionsError } from './options.ts';
+export { startHealthServer, type HealthServer } from './health-server.ts';
 
 /** Paths pino censors; header maps are lower-cased before they could be logged. */
 const REDACT_PATHS = ['token', 'authorization', '*.token', '*.authorization', 'headers.authorization', '*.headers.authorization'];
@@ -36,6 +38,8 @@ export interface AgentMainDeps {
   logger?: Logger;
   stderr?: { write(text: string): unknown };
   tuning?: AgentTuning;
+  /** Told the health server once it listens (tests read its URL when they asked for port 0). */
+  onHealth?: (health: HealthServer) => void;
 }
 
 /**
@@ -45,14 +49,29 @@ export interface AgentMainDeps {
 export async function runAgentMain(options: AgentOptions, deps: AgentMainDeps = {}): Promise<number> {
   const stderr = deps.stderr ?? process.stderr;
   const logger = deps.logger ?? createAgentLogger(options.logLevel);
-  let agent: WorkerAgent;
+  let config: AgentConfig;
   try {
-    agent = startAgent(options, logger, deps.tuning);
+    config = resolveAgentConfig(options);
   } catch (error) {
     if (!(error instanceof AgentOptionsError)) throw error;
     stderr.write(`flowtest agent: ${error.message}\n`);
     return 2;
   }
+  const agent = new WorkerAgent(config, logger, deps.tuning);
+  let health: HealthServer | null = null;
+  if (config.health) {
+    try {
+      health = await startHealthServer(agent, config.health);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      stderr.write(`flowtest agent: --health-port ${config.health.port} on ${config.health.host}: cannot listen (${code})\n`);
+      await agent.close();
+      return 2;
+    }
+    logger.info({ url: health.url }, 'health server listening: /healthz, /readyz, /metrics');
+    deps.onHealth?.(health);
+  }
+  agent.start();
 
   let signals = 0;
   // Installed here, removed in finally on every exit path.
@@ -78,5 +97,6 @@ export async function runAgentMain(options: AgentOptions, deps: AgentMainDeps = 
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    await health?.close();
   }
 }
