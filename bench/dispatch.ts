@@ -87,7 +87,7 @@ export async function measureDispatch(env: { target: BenchChild; loadgen: BenchC
   ]);
   const serverUrl = server.info.url as string;
   const startAgent = (url: string) =>
-    startCli(['agent', '--server', url.replace(/^http/, 'ws'), '--suite', SUITE, '--name', POOL, '--concurrency', String(opts.agentConcurrency)], { FLOWTEST_TOKEN: TOKENS.worker });
+    startCli(['agent', '--server', url.replace(/^http/, 'ws'), '--suite', SUITE, '--name', POOL, '--concurrency', String(opts.agentConcurrency), '--allow-host', '127.0.0.1'], { FLOWTEST_TOKEN: TOKENS.worker });
   const agent = startAgent(serverUrl);
   const bareAgent = startAgent(bareForAgent.info.url as string);
   const workerConfig = (s: BenchChild) => ({ config: { server: s.info.url, concurrency: opts.agentConcurrency } });

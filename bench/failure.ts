@@ -45,7 +45,7 @@ export async function measureFailure(env: { target: BenchChild; loadgen: BenchCh
       n,
     });
   const startAgent = async (): Promise<CliProcess> => {
-    const agent = startCli(['agent', '--server', serverUrl.replace(/^http/, 'ws'), '--suite', SUITE, '--name', POOL, '--concurrency', String(opts.jobsInFlight)], {
+    const agent = startCli(['agent', '--server', serverUrl.replace(/^http/, 'ws'), '--suite', SUITE, '--name', POOL, '--concurrency', String(opts.jobsInFlight), '--allow-host', '127.0.0.1'], {
       FLOWTEST_TOKEN: TOKENS.worker,
     });
     await waitFor('the agent to connect', async () => (await server.call<number>('workers')) === 1);

@@ -46,7 +46,7 @@ export async function measureProfile(env: { target: BenchChild; loadgen: BenchCh
   });
   const serverUrl = server.info.url as string;
   const agent = startCli(
-    ['agent', '--server', serverUrl.replace(/^http/, 'ws'), '--suite', SUITE, '--name', POOL, '--concurrency', '64'],
+    ['agent', '--server', serverUrl.replace(/^http/, 'ws'), '--suite', SUITE, '--name', POOL, '--concurrency', '64', '--allow-host', '127.0.0.1'],
     { FLOWTEST_TOKEN: TOKENS.worker },
     ['--cpu-prof', '--cpu-prof-dir', opts.outDir, '--cpu-prof-name', 'agent.cpuprofile'],
   );

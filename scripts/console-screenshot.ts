@@ -47,9 +47,10 @@ async function main(): Promise<void> {
   const agents: WorkerAgent[] = [];
   const agent = (suite: string, name: string, token: string, concurrency: number, allowHost: string[] = []) =>
     agents.push(startAgent({ server: server.url, suite, name, token, concurrency, allowHost, maxResponseBytes: 1 << 20, drainTimeoutMs: 1000 }, quiet));
-  agent('shop', 'staging', T.shopW, 8);
-  agent('shop', 'staging', T.shopW, 8);
-  agent('shop', 'eu-west', T.shopW, 4);
+  // The target listens on loopback, which agents reach only when named.
+  agent('shop', 'staging', T.shopW, 8, ['127.0.0.1']);
+  agent('shop', 'staging', T.shopW, 8, ['127.0.0.1']);
+  agent('shop', 'eu-west', T.shopW, 4, ['127.0.0.1']);
   agent('billing', 'vpn', T.billW, 2, ['*.billing.internal']);
   while (server.router.stats().workers < 4) await new Promise((r) => setTimeout(r, 20));
 

@@ -145,6 +145,8 @@ async function main(): Promise<void> {
 
   started.target = await startDemoTarget({ host: '127.0.0.1', port: 0 });
   const target = started.target.url;
+  // The agent reaches loopback only when named: name the demo target's address and port, nothing more.
+  const allowed = new URL(target).host;
 
   const port = await freePort();
   const server = `http://127.0.0.1:${port}`;
@@ -153,7 +155,7 @@ async function main(): Promise<void> {
 
   startChild(
     'agent',
-    ['agent', '--server', `ws://127.0.0.1:${port}`, '--suite', SUITE, '--name', POOL, '--allow-host', '127.0.0.1', '--drain-timeout-ms', '5000'],
+    ['agent', '--server', `ws://127.0.0.1:${port}`, '--suite', SUITE, '--name', POOL, '--allow-host', allowed, '--drain-timeout-ms', '5000'],
     cleanEnv({ FLOWTEST_TOKEN: tokens.worker }),
   );
   await waitFor('agent', async () => (await listWorkers({ server, token: tokens.client, suite: SUITE })).length > 0);
@@ -166,7 +168,7 @@ async function main(): Promise<void> {
       'flowtest demo is running (commands below work from this checkout):',
       `  target  ${target}  routes /hello /echo /status/NNN /bytes /slow?ms=N`,
       `  server  ${server}  (tokens in ${tokensFile})`,
-      `  agent   suite ${SUITE}, pool ${POOL}, allowed host 127.0.0.1`,
+      `  agent   suite ${SUITE}, pool ${POOL}, allowed host ${allowed} only`,
       '',
       'Send a request through the agent:',
       `  ${cmd} dispatch ${opts} GET ${target}/hello`,

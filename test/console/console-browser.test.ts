@@ -48,7 +48,7 @@ async function openConsole(page: Page, base: string, token: string = TOKENS.admi
 
 function startInProcessAgent(t: TestContext, s: TestServer, name: string) {
   const agent = startAgent(
-    { server: s.url, suite: 'acme', name, token: TOKENS.worker, concurrency: 4, allowHost: [], maxResponseBytes: 1 << 20, drainTimeoutMs: 1000 },
+    { server: s.url, suite: 'acme', name, token: TOKENS.worker, concurrency: 4, allowHost: ['127.0.0.1'], maxResponseBytes: 1 << 20, drainTimeoutMs: 1000 },
     pino({ level: 'silent' }),
   );
   t.after(() => agent.close());
@@ -79,7 +79,7 @@ browserTest('signing in through the fragment: live at once, the fragment leaves 
 browserTest('a real agent appears within a second of connecting and disappears within a second of being killed', async (t, page) => {
   const s = await startTestServer(t);
   await openConsole(page, s.url);
-  const agent = startCli(t, ['agent', '--server', s.wsUrl, '--suite', 'acme', '--name', 'browser-pool', '--concurrency', '3'], { FLOWTEST_TOKEN: TOKENS.worker });
+  const agent = startCli(t, ['agent', '--server', s.wsUrl, '--suite', 'acme', '--name', 'browser-pool', '--concurrency', '3', '--allow-host', '127.0.0.1'], { FLOWTEST_TOKEN: TOKENS.worker });
   await waitUntil(() => s.router.listWorkers().length === 1, 15_000, 'agent connected');
   const listedAt = Date.now();
   const { id } = s.router.listWorkers()[0];

@@ -40,7 +40,12 @@ export interface AgentProc extends Proc {
   connected(): Promise<string>;
 }
 
+/**
+ * Starts an agent process. Test targets listen on 127.0.0.1, which the agent's egress
+ * policy refuses unless named: without an `--allow-host` in `args`, `127.0.0.1` is named.
+ */
 export function startAgentProc(t: TestContext, server: { wsUrl: string }, args: string[] = [], token: string = TOKENS.worker): AgentProc {
-  const proc = startCli(t, ['agent', '--server', server.wsUrl, '--suite', 'acme', '--name', 'pool1', ...args], { FLOWTEST_TOKEN: token });
+  const allow = args.includes('--allow-host') ? [] : ['--allow-host', '127.0.0.1'];
+  const proc = startCli(t, ['agent', '--server', server.wsUrl, '--suite', 'acme', '--name', 'pool1', ...allow, ...args], { FLOWTEST_TOKEN: token });
   return Object.assign(proc, { connected: () => proc.waitForLine(/"workerId"/) });
 }

@@ -69,7 +69,7 @@ test('findings 3 and 4 (response bodies left open): after 1,000 mixed jobs the a
   const s = await startTestServer(t, { heartbeatMs: 60_000 });
   const sessions = trackSessions(s);
   const agent = startAgent(
-    { server: s.wsUrl, suite: 'acme', name: 'pool1', token: TOKENS.worker, concurrency: CONCURRENCY, allowHost: [], maxResponseBytes: MAX_RESPONSE_BYTES, drainTimeoutMs: 1000 },
+    { server: s.wsUrl, suite: 'acme', name: 'pool1', token: TOKENS.worker, concurrency: CONCURRENCY, allowHost: ['127.0.0.1'], maxResponseBytes: MAX_RESPONSE_BYTES, drainTimeoutMs: 1000 },
     pino({ level: 'silent' }),
     { random: () => 0 }, // reconnect at once after the socket losses below
   );
