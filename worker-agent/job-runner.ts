@@ -103,6 +103,8 @@ function outcomeOfError(error: unknown, timeoutMs: number): { error: AgentError 
     case 'UND_ERR_HEADERS_TIMEOUT':
     case 'UND_ERR_BODY_TIMEOUT':
       return failure('target_timeout', `no complete response within ${timeoutMs} ms`);
+    case 'UND_ERR_HEADERS_OVERFLOW':
+      return failure('response_too_large', 'the response headers are over 16 KiB');
     case 'UND_ERR_INVALID_ARG':
     case 'UND_ERR_NOT_SUPPORTED':
       return failure('invalid_job', describeNetError(error));

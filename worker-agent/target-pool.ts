@@ -10,6 +10,7 @@
  * connector also covers IP literals, for which net skips the lookup altogether.
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
+import tls from 'node:tls';
 import { Agent, buildConnector, type Dispatcher } from 'undici';
 import { checkAddresses, normalizeIp, type ExplicitGrant, type IpAddress } from './egress.ts';
 
@@ -31,6 +32,8 @@ export interface TargetPoolOptions {
   lookup?: LookupFn;
   /** Time to open a connection (TCP and TLS), default 10 s; the job's deadline still governs. */
   connectTimeoutMs?: number;
+  /** Extra trusted CA certificates (PEM), on top of Node's; tests use it (operators: NODE_EXTRA_CA_CERTS). */
+  ca?: string[];
 }
 
 /** The pooled dispatcher to targets; owned by the agent, `destroy()` once when it stops. */
@@ -43,7 +46,10 @@ export interface TargetPool {
 /** Builds the pool; see the module comment for where the egress check happens. */
 export function createTargetPool(options: TargetPoolOptions): TargetPool {
   const lookup = options.lookup ?? systemLookup;
-  const base = buildConnector({ timeout: options.connectTimeoutMs ?? 10_000 });
+  const base = buildConnector({
+    timeout: options.connectTimeoutMs ?? 10_000,
+    ...(options.ca ? { ca: [...tls.rootCertificates, ...options.ca] } : {}),
+  });
   const connect: buildConnector.connector = (opts, callback) => {
     const port = opts.port ? Number(opts.port) : opts.protocol === 'https:' ? 443 : 80;
     const literal = normalizeIp(opts.hostname);

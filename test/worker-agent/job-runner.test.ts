@@ -179,6 +179,13 @@ test(`more than ${MAX_RESPONSE_HEADERS} response headers: response_too_large; ${
   assert.match(error.message, /257 headers/);
 });
 
+test('response headers over 16 KiB in bytes: response_too_large', async (t) => {
+  const target = await startRawTarget(() => rawResponse(200, 'ok', [`x-big: ${'a'.repeat(20_000)}`]));
+  t.after(() => target.close());
+  const error = errorOf(await run({ method: 'GET', url: target.origin }, setup(t)));
+  assert.equal(error.code, 'response_too_large');
+});
+
 test("undici's header and body timeouts come from the job's deadline, not its 300 s defaults", async (t) => {
   const options = setup(t, { timeoutMs: 1234 });
   const seen: { headersTimeout?: number | null; bodyTimeout?: number | null }[] = [];
