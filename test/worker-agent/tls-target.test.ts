@@ -34,7 +34,7 @@ test('https by name: connected to the checked address, SNI and certificate check
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
     '-days', '1', '-subj', '/CN=api.corp.test', '-addext', 'subjectAltName=DNS:api.corp.test'], { stdio: 'ignore' });
   const pem = readFileSync(cert, 'utf8');
-  const servernames: (string | false)[] = [];
+  const servernames: (string | false | null)[] = [];
   const server = https.createServer({ key: readFileSync(key), cert: pem }, (req, res) => res.end(`host ${req.headers.host}`));
   server.on('secureConnection', (socket) => servernames.push(socket.servername));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
