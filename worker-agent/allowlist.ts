@@ -6,9 +6,9 @@
  * IPv4-mapped IPv6 literals are the IPv4 address; IPv6 patterns never match IPv4.
  * The list also says which denied addresses (egress.ts) its owner named explicitly.
  */
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
-import { isInsideDeniedRange, normalizeIp, type ExplicitGrant, type IpAddress } from './egress.ts';
+import { Cidr, isInsideDeniedRange, isLoopback, normalizeIp, type ExplicitGrant, type IpAddress } from './egress.ts';
 
 /** A pattern that cannot be parsed; the CLI reports it and exits 2. */
 export class InvalidAllowHostError extends Error {
@@ -85,16 +85,14 @@ function ipMatcher(pattern: string, address: string, prefix: string | undefined)
     if (!(bits >= 0 && bits <= (written === 4 ? 32 : 128))) throw new InvalidAllowHostError(pattern, `bad prefix length /${prefix}`);
   }
   // A mapped pattern (::ffff:10.0.0.0/104) is the IPv4 pattern it spells (10.0.0.0/8).
-  let ip = normalizeIp(address) as IpAddress;
+  const ip = normalizeIp(address) as IpAddress;
   if (ip.version === 4 && written === 6) {
     if (bits < 96) throw new InvalidAllowHostError(pattern, 'an IPv4-mapped prefix must be /96 or longer');
     bits -= 96;
   }
-  const type = ip.version === 4 ? 'ipv4' : 'ipv6';
-  const list = new BlockList();
-  list.addSubnet(ip.address, bits, type);
-  // Family-strict: BlockList would let an IPv6 rule such as ::/0 match IPv4 addresses.
-  return { matches: (t) => t.version === ip.version && list.check(t.address, type), namesDenied: isInsideDeniedRange(ip, bits) };
+  // Family-strict: an IPv6 pattern such as ::/0 never matches an IPv4 address.
+  const net = new Cidr(ip, bits);
+  return { matches: (t) => net.contains(t), namesDenied: isInsideDeniedRange(ip, bits) };
 }
 
 function nameMatcher(pattern: string, text: string): (t: TargetHost) => boolean {
@@ -188,9 +186,6 @@ export function targetHostOf(url: string | URL): TargetHost | null {
   return targetOf(url);
 }
 
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
 
 /** Parses every pattern (throwing on the first invalid one) into an {@link Allowlist}. */
 export function parseAllowlist(sources: readonly string[]): Allowlist {
@@ -209,7 +204,7 @@ export function parseAllowlist(sources: readonly string[]): Allowlist {
       return explicit.some((p) => {
         if (p.port !== null && p.port !== port) return false;
         // `localhost` admits the loopback addresses the name resolves to, nothing else.
-        if (p.matchesAddress === undefined) return name === 'localhost' && LOOPBACK.check(ip.address, ip.version === 4 ? 'ipv4' : 'ipv6');
+        if (p.matchesAddress === undefined) return name === 'localhost' && isLoopback(ip);
         return p.matchesAddress(ip);
       });
     },

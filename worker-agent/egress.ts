@@ -4,16 +4,13 @@
  * Pure: the DNS lookup is done by the caller (target-pool.ts), which passes every
  * address a name resolved to; the connection is then made to a checked address.
  */
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
 
 /** An IP address with IPv4-mapped IPv6 (`::ffff:a.b.c.d`) turned into its IPv4 form. */
 export interface IpAddress {
   address: string;
   version: 4 | 6;
 }
-
-const MAPPED = new BlockList();
-MAPPED.addSubnet('::ffff:0:0', 96, 'ipv6');
 
 /**
  * Normalises an IP literal (no brackets); null when `text` is not one. An IPv4-mapped
@@ -23,9 +20,9 @@ export function normalizeIp(text: string): IpAddress | null {
   const version = isIP(text);
   if (version === 4) return { address: text, version: 4 };
   if (version !== 6) return null;
-  if (!MAPPED.check(text, 'ipv6')) return { address: text, version: 6 };
-  // Expand to read the last 32 bits, however the mapped address was written.
+  // Expand to read the groups, however the address was written (`::ffff:1.2.3.4`, `0:0::ffff:102:304`).
   const groups = expandIpv6(text);
+  if (groups[5] !== 0xffff || groups[0] !== 0 || groups[1] !== 0 || groups[2] !== 0 || groups[3] !== 0 || groups[4] !== 0) return { address: text, version: 6 };
   const high = groups[6];
   const low = groups[7];
   return { address: `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`, version: 4 };
@@ -33,7 +30,8 @@ export function normalizeIp(text: string): IpAddress | null {
 
 /** The eight 16-bit groups of an IPv6 address (embedded dotted IPv4 tails included). */
 function expandIpv6(text: string): number[] {
-  let body = text;
+  // A zone (`fe80::1%eth0`, as a resolver may answer) does not change the address.
+  let body = text.split('%')[0];
   const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(body);
   if (dotted) {
     const [a, b, c, d] = dotted[1].split('.').map(Number);
@@ -44,6 +42,46 @@ function expandIpv6(text: string): number[] {
   const right = tail ? tail.split(':') : [];
   const fill = tail === undefined ? [] : Array<string>(8 - left.length - right.length).fill('0');
   return [...left, ...fill, ...right].map((g) => parseInt(g, 16));
+}
+
+/** An address as 32-bit words: one for IPv4, four for IPv6. */
+function wordsOf(ip: IpAddress): number[] {
+  if (ip.version === 4) {
+    const [a, b, c, d] = ip.address.split('.').map(Number);
+    return [((a << 24) | (b << 16) | (c << 8) | d) >>> 0];
+  }
+  const g = expandIpv6(ip.address);
+  return [0, 2, 4, 6].map((i) => ((g[i] << 16) | g[i + 1]) >>> 0);
+}
+
+/**
+ * An IP network (`address/bits`) of one family. Plain integer masks: node's BlockList
+ * builds a SocketAddress on every check, which showed in the job runner's profile, and
+ * matches IPv4 addresses against IPv6 rules (`::/0` would admit every IPv4 host).
+ */
+export class Cidr {
+  readonly version: 4 | 6;
+  readonly bits: number;
+  readonly #words: number[];
+
+  /** `address` must be a valid IP literal of `version` (already normalised). */
+  constructor(ip: IpAddress, bits: number) {
+    this.version = ip.version;
+    this.bits = bits;
+    this.#words = wordsOf(ip);
+  }
+
+  /** True when `ip` (same family only) lies inside this network. */
+  contains(ip: IpAddress): boolean {
+    if (ip.version !== this.version) return false;
+    const words = wordsOf(ip);
+    let left = this.bits;
+    for (let i = 0; left > 0; i += 1, left -= 32) {
+      const mask = left >= 32 ? 0xffffffff : (0xffffffff << (32 - left)) >>> 0;
+      if (((words[i] & mask) >>> 0) !== ((this.#words[i] & mask) >>> 0)) return false;
+    }
+    return true;
+  }
 }
 
 /** One range the policy denies, with the name used in messages. */
@@ -68,23 +106,22 @@ const DENIED: readonly DeniedRange[] = [
   { address: 'fd00:ec2::254', bits: 128, version: 6, what: 'cloud metadata' },
 ];
 
-const DENIED_LISTS = DENIED.map((range) => {
-  const list = new BlockList();
-  list.addSubnet(range.address, range.bits, range.version === 4 ? 'ipv4' : 'ipv6');
-  return { range, list };
-});
+const DENIED_NETS = DENIED.map((range) => ({ what: range.what, net: new Cidr({ address: range.address, version: range.version }, range.bits) }));
 
 /** What kind of denied address `ip` is ("loopback", …), or null when the policy does not deny it. */
 export function deniedKind(ip: IpAddress): string | null {
-  for (const { range, list } of DENIED_LISTS) {
-    if (range.version === ip.version && list.check(ip.address, ip.version === 4 ? 'ipv4' : 'ipv6')) return range.what;
-  }
+  for (const { what, net } of DENIED_NETS) if (net.contains(ip)) return what;
   return null;
 }
 
 /** True when the network `address/bits` lies wholly inside one denied range (so a pattern naming it is explicit). */
 export function isInsideDeniedRange(ip: IpAddress, bits: number): boolean {
-  return DENIED_LISTS.some(({ range, list }) => range.version === ip.version && bits >= range.bits && list.check(ip.address, ip.version === 4 ? 'ipv4' : 'ipv6'));
+  return DENIED_NETS.some(({ net }) => bits >= net.bits && net.contains(ip));
+}
+
+/** Loopback only (127.0.0.0/8, ::1): what the name `localhost` may reach when named. */
+export function isLoopback(ip: IpAddress): boolean {
+  return DENIED_NETS[0].net.contains(ip) || DENIED_NETS[3].net.contains(ip);
 }
 
 /** Decides whether a denied address was named explicitly by the owner (an `--allow-host` pattern). */
