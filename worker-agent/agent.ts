@@ -268,12 +268,10 @@ export class WorkerAgent implements JobListener {
     const { id } = frame;
     // A job arriving while draining was sent before the server read our drain frame: run it
     // within the drain grace rather than fail a request the server already routed here.
-    if (this.#state !== 'running' && this.#state !== 'draining') return this.#reply(connection, id, failure('invalid_job', 'the agent is closing'));
+    if (this.#state !== 'running' && this.#state !== 'draining') return this.#refuse(connection, id, 'the agent is closing');
     // A duplicate id is a server bug; the job already running under it keeps running.
-    if (this.#jobs.has(id)) return this.#reply(connection, id, failure('invalid_job', 'a job with this id is already running'));
-    if (this.#jobs.size >= this.#config.concurrency) {
-      return this.#reply(connection, id, failure('invalid_job', `the agent already holds ${this.#config.concurrency} jobs (its concurrency)`));
-    }
+    if (this.#jobs.has(id)) return this.#refuse(connection, id, 'a job with this id is already running');
+    if (this.#jobs.size >= this.#config.concurrency) return this.#refuse(connection, id, `the agent already holds ${this.#config.concurrency} jobs (its concurrency)`);
     const job: RunningJob = new TargetJob(frame.request, frame.timeoutMs, this.#jobContext, this, { id, connection, startedAt: Date.now() });
     this.#jobs.set(id, job);
     if (this.#logger.isLevelEnabled('debug')) this.#logger.debug({ jobId: id, method: frame.request.method, target: describeTarget(frame.request.url) }, 'job started');
@@ -281,9 +279,25 @@ export class WorkerAgent implements JobListener {
     job.trustValidated().start();
   }
 
-  /** A job ended by itself (JobListener): answer it unless someone removed it from the table (and answered, or must not). */
+  #refuse(connection: Connection, id: string, message: string): void {
+    this.#observer?.jobEnded('invalid_job');
+    this.#reply(connection, id, failure('invalid_job', message));
+  }
+
+  /**
+   * A job ended by itself (JobListener): answer it unless someone removed it from the table
+   * (and answered, or must not). Called from undici's callbacks, which would swallow a throw.
+   */
   jobEnded(job: TargetJob, outcome: JobOutcome): void {
-    const { id, connection, startedAt } = (job as RunningJob).tag;
+    try {
+      this.#answer(job as RunningJob, outcome);
+    } catch (error) {
+      this.#logger.error({ err: error, jobId: (job as RunningJob).tag.id }, 'answering a job failed');
+    }
+  }
+
+  #answer(job: RunningJob, outcome: JobOutcome): void {
+    const { id, connection, startedAt } = job.tag;
     if (this.#jobs.get(id) !== job) return;
     this.#jobs.delete(id);
     this.#observer?.jobEnded('error' in outcome ? outcome.error.code : 'ok');

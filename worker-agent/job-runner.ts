@@ -127,6 +127,8 @@ export class TargetJob<Tag = unknown> implements Dispatcher.DispatchHandler {
   readonly #context: JobContext;
   readonly #listener: JobListener;
   #settled = false;
+  /** Set by callers that validated the request already (the agent's frame decode). */
+  #validated = false;
   /** The job's one timer; cleared when it settles. */
   #timer: NodeJS.Timeout | undefined;
   /** undici's abort for this request; null until the request is on a connection. */
@@ -185,9 +187,6 @@ export class TargetJob<Tag = unknown> implements Dispatcher.DispatchHandler {
       (error: unknown) => this.#end(failure('target_unreachable', describeNetError(error))),
     );
   }
-
-  /** Set by callers that validated the request already (the agent's frame decode). */
-  #validated = false;
 
   /** Skips the schema check in `start()`: the caller validated this request. */
   trustValidated(): this {
