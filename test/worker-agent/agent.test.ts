@@ -299,3 +299,22 @@ test('close() is idempotent and stops at once', async (t) => {
   await within(socket.closed, 3000, 'the socket to close');
   await agent.close();
 });
+
+test('a name resolving to a denied address is target_forbidden through the agent (resolver injected)', async (t) => {
+  const env = await setup(t);
+  const lookup = async (name: string) => {
+    if (name === 'rebound.corp.test') return [{ address: '127.0.0.1', version: 4 as const }];
+    throw Object.assign(new Error(`ENOTFOUND ${name}`), { code: 'ENOTFOUND' });
+  };
+  let connections = 0;
+  env.target.server.on('connection', () => {
+    connections += 1;
+  });
+  env.start({ allowHost: ['*.corp.test'] }, { lookup });
+  const socket = await env.connected();
+  socket.send(job('j1', `http://rebound.corp.test:${env.target.port}/fast`));
+  const result = asResult(await socket.nextFrame());
+  assert.equal(result.error?.code, 'target_forbidden');
+  assert.match(result.error?.message ?? '', /rebound\.corp\.test \(127\.0\.0\.1\) is a loopback address/);
+  assert.equal(connections, 0);
+});
