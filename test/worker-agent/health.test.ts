@@ -3,6 +3,7 @@
  * connected to a fake dispatcher, through connect, jobs, loss, reconnect and drain.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { test } from 'node:test';
 import { pino } from 'pino';
@@ -127,3 +128,25 @@ test('a health port that cannot be bound: one line on stderr, exit code 2, no co
   assert.match(stderr, new RegExp(`^flowtest agent: --health-port ${port} on 127\\.0\\.0\\.1: cannot listen \\(EADDRINUSE\\)\\n$`));
   assert.equal(server.handshakes.length, 0);
 });
+
+test('the agent metrics pass promtool check metrics', { skip: !hasPromtool() && 'promtool not installed' }, async () => {
+  const { AgentMetrics } = await import('../../worker-agent/health-server.ts');
+  const metrics = new AgentMetrics({ inFlight: 3 });
+  metrics.jobEnded('ok');
+  metrics.connectionChanged(true);
+  metrics.reconnecting();
+  const text = await metrics.registry.metrics();
+  const { spawnSync } = await import('node:child_process');
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 10_000 });
+  assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+  assert.equal(sample(text, 'flowtest_agent_jobs_in_flight'), 3);
+});
+
+function hasPromtool(): boolean {
+  try {
+    execFileSync('promtool', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
