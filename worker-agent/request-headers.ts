@@ -38,42 +38,43 @@ export interface PreparedHeaders {
  * did. Returns a string when the headers cannot be sent (the job is `invalid_job`).
  */
 export function prepareHeaders(headers: Headers | undefined, url: URL): PreparedHeaders | string {
-  const list: string[] = [];
+  let list: string[] = [];
   let host: string | null = null;
   let hasAuthorization = false;
   let named: Set<string> | null = null;
-  if (headers) {
-    const connection = headers.connection ?? findIgnoringCase(headers, 'connection');
-    if (connection !== undefined) {
-      named = new Set();
-      for (const value of Array.isArray(connection) ? connection : [connection]) {
-        for (const token of value.split(',')) named.add(token.trim().toLowerCase());
+  for (const rawName in headers) {
+    const name = rawName.toLowerCase();
+    const value = headers[rawName];
+    if (name === 'connection') {
+      // Its tokens name more hop-by-hop headers, which may come before or after it.
+      named ??= new Set();
+      for (const line of Array.isArray(value) ? value : [value]) {
+        for (const token of line.split(',')) named.add(token.trim().toLowerCase());
       }
+      continue;
     }
-    for (const rawName in headers) {
-      const name = rawName.toLowerCase();
-      if (HOP_BY_HOP_HEADERS.has(name) || AGENT_FRAMED.has(name) || named?.has(name)) continue;
-      const value = headers[rawName];
-      if (name === 'host') {
-        if (host !== null || (Array.isArray(value) && value.length !== 1)) return 'a job may carry one host header';
-        host = Array.isArray(value) ? value[0] : value;
-        continue;
-      }
-      if (name === 'authorization') hasAuthorization = true;
-      if (Array.isArray(value)) for (const v of value) list.push(name, v);
-      else list.push(name, value);
+    if (HOP_BY_HOP_HEADERS.has(name) || AGENT_FRAMED.has(name)) continue;
+    if (name === 'host') {
+      if (host !== null || (Array.isArray(value) && value.length !== 1)) return 'a job may carry one host header';
+      host = Array.isArray(value) ? value[0] : value;
+      continue;
     }
+    if (name === 'authorization') hasAuthorization = true;
+    if (Array.isArray(value)) for (const v of value) list.push(name, v);
+    else list.push(name, value);
+  }
+  if (named !== null) {
+    const keep: string[] = [];
+    for (let i = 0; i < list.length; i += 2) if (!named.has(list[i])) keep.push(list[i], list[i + 1]);
+    list = keep;
+    if (host !== null && named.has('host')) host = null;
+    if (named.has('authorization')) hasAuthorization = false;
   }
   if ((url.username || url.password) && !hasAuthorization) {
     const credentials = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
     list.push('authorization', `Basic ${Buffer.from(credentials).toString('base64')}`);
   }
   return { list, host };
-}
-
-function findIgnoringCase(headers: Headers, wanted: string): string | string[] | undefined {
-  for (const name in headers) if (name.toLowerCase() === wanted) return headers[name];
-  return undefined;
 }
 
 /**
