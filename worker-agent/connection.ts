@@ -95,6 +95,8 @@ export class Connection {
   #openedAt: number | null = null;
   /** Set once we decided to close; later frames are ignored. */
   #closing = false;
+  /** True while the socket is corked until the next setImmediate (sendText batches a turn's results). */
+  #corked = false;
   #rejection: { status: number; reason: string } | null = null;
   #lastError: string | null = null;
   /** Ping watchdog; owned here, re-armed on open, welcome and every ping; cleared on close. */
@@ -147,8 +149,27 @@ export class Connection {
   /** Sends an already encoded frame (encodeFrame); false when the socket is not open. */
   sendText(text: string): boolean {
     if (!this.isOpen) return false;
+    this.#corkUntilImmediate();
     this.#ws.send(text);
     return true;
+  }
+
+  /**
+   * Results finished in one turn of the event loop leave in one write: the socket is
+   * corked at the first send and uncorked once the turn's I/O callbacks have run. One
+   * write per result was the agent's largest cost (writev); nothing waits past the turn.
+   */
+  #corkUntilImmediate(): void {
+    if (this.#corked) return;
+    // ws keeps its net.Socket in `_socket` (stable through ws 8); without it, sends stay unbatched.
+    const socket = (this.#ws as unknown as { _socket?: import('node:net').Socket | null })._socket;
+    if (!socket || socket.destroyed) return;
+    this.#corked = true;
+    socket.cork();
+    setImmediate(() => {
+      this.#corked = false;
+      if (!socket.destroyed) socket.uncork();
+    });
   }
 
   /**
