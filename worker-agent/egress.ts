@@ -73,8 +73,11 @@ export class Cidr {
 
   /** True when `ip` (same family only) lies inside this network. */
   contains(ip: IpAddress): boolean {
-    if (ip.version !== this.version) return false;
-    const words = wordsOf(ip);
+    return ip.version === this.version && this.containsWords(wordsOf(ip));
+  }
+
+  /** {@link contains} for an address already split into words of this network's family. */
+  containsWords(words: readonly number[]): boolean {
     let left = this.bits;
     for (let i = 0; left > 0; i += 1, left -= 32) {
       const mask = left >= 32 ? 0xffffffff : (0xffffffff << (32 - left)) >>> 0;
@@ -110,7 +113,8 @@ const DENIED_NETS = DENIED.map((range) => ({ what: range.what, net: new Cidr({ a
 
 /** What kind of denied address `ip` is ("loopback", …), or null when the policy does not deny it. */
 export function deniedKind(ip: IpAddress): string | null {
-  for (const { what, net } of DENIED_NETS) if (net.contains(ip)) return what;
+  const words = wordsOf(ip); // parsed once for every range
+  for (const { what, net } of DENIED_NETS) if (net.version === ip.version && net.containsWords(words)) return what;
   return null;
 }
 

@@ -56,11 +56,18 @@ function describeNetError(error: unknown): string {
 
 const TEXT_SUBTYPES = new Set(['json', 'xml', 'javascript', 'x-javascript', 'ecmascript', 'x-www-form-urlencoded', 'ndjson', 'x-ndjson']);
 
+// A target answers with the same content type again and again: remember the last answer.
+let lastContentType: string | undefined;
+let lastIsText = true;
+
 /** True for content types whose bodies are text: text/*, JSON, XML, JavaScript, forms. */
 export function isTextualContentType(contentType: string | undefined): boolean {
   if (contentType === undefined) return true;
+  if (contentType === lastContentType) return lastIsText;
   const [type = '', subtype = ''] = contentType.split(';')[0].trim().toLowerCase().split('/');
-  return type === 'text' || subtype.endsWith('+json') || subtype.endsWith('+xml') || TEXT_SUBTYPES.has(subtype);
+  lastIsText = type === 'text' || subtype.endsWith('+json') || subtype.endsWith('+xml') || TEXT_SUBTYPES.has(subtype);
+  lastContentType = contentType;
+  return lastIsText;
 }
 
 // fatal: invalid UTF-8 must fail, not become U+FFFD; ignoreBOM: keep a BOM so bytes round-trip.
