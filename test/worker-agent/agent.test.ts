@@ -318,3 +318,23 @@ test('a name resolving to a denied address is target_forbidden through the agent
   assert.match(result.error?.message ?? '', /rebound\.corp\.test \(127\.0\.0\.1\) is a loopback address/);
   assert.equal(connections, 0);
 });
+
+test('per-job log lines stay at debug: nothing at info for jobs that succeed, fail or are cancelled', async (t) => {
+  const env = await setup(t);
+  env.start();
+  const socket = await env.connected();
+  socket.send(job('ok', `${env.target.origin}/fast`));
+  socket.send(job('forbidden', 'http://169.254.169.254/'));
+  const results = [asResult(await socket.nextFrame()), asResult(await socket.nextFrame())];
+  assert.deepEqual(results.map((r) => r.id).sort(), ['forbidden', 'ok']);
+  socket.send(job('held', `${env.target.origin}/hold`));
+  await env.target.requests.next(3000, 'the /fast request');
+  await env.target.requests.next(3000, 'the held request');
+  socket.send({ type: 'cancel', id: 'held', reason: 'client_gone' });
+  await within(new Promise<void>((resolve) => {
+    const check = (): void => (env.lines.some((l) => l.includes('"jobId":"held"') && l.includes('cancelled')) ? resolve() : void setTimeout(check, 10));
+    check();
+  }), 3000, 'the cancel to be handled');
+  const infoJobLines = env.lines.filter((l) => /"level":(30|40|50)/.test(l) && l.includes('"jobId"'));
+  assert.deepEqual(infoJobLines, []);
+});
