@@ -11,7 +11,7 @@ import type { CancelFrame, JobFrame, ResultFrame, WelcomeFrame } from '../shared
 import { Backoff } from './backoff.ts';
 import { Connection, type ConnectionEnd } from './connection.ts';
 import { TargetJob, type JobContext, type JobListener, type JobOutcome } from './job-runner.ts';
-import type { AgentConfig } from './options.ts';
+import { AgentOptionsError, readTokenFile, type AgentConfig } from './options.ts';
 import { createTargetPool, type LookupFn, type TargetPool } from './target-pool.ts';
 import { USER_AGENT } from './version.ts';
 
@@ -103,12 +103,15 @@ export class WorkerAgent implements JobListener {
   /** Wakes drain's wait for the server's close (socket lost or closed, close()). */
   #wakeDrain: (() => void) | null = null;
   #drainDone: Promise<void> | null = null;
+  /** The token sent at the next handshake; from --token-file, re-read before each one. */
+  #token: string | undefined;
 
   constructor(config: AgentConfig, logger: Logger, tuning: AgentTuning = {}) {
     this.#config = config;
     this.#logger = logger;
     this.#tuning = tuning;
     this.#backoff = new Backoff(tuning.random ? { random: tuning.random } : {});
+    this.#token = config.token;
     this.#targets = createTargetPool({
       connections: config.concurrency,
       grant: config.allow,
@@ -201,11 +204,14 @@ export class WorkerAgent implements JobListener {
   }
 
   async #run(): Promise<AgentStop> {
+    let first = true;
     while (this.#state === 'running') {
+      if (!first) this.#rereadToken();
+      first = false;
       const connection = new Connection(
         {
           url: this.#config.url,
-          ...(this.#config.token !== undefined ? { token: this.#config.token } : {}),
+          ...(this.#token !== undefined ? { token: this.#token } : {}),
           userAgent: USER_AGENT,
           logger: this.#logger,
           ...(this.#tuning.watchdogSlackMs !== undefined ? { watchdogSlackMs: this.#tuning.watchdogSlackMs } : {}),
@@ -239,6 +245,23 @@ export class WorkerAgent implements JobListener {
       await this.#sleep(delayMs);
     }
     return { kind: this.#state === 'draining' ? 'drained' : 'closed' };
+  }
+
+  /**
+   * Picks up a rotated token file (a mounted secret) before reconnecting. A file that
+   * cannot be read now keeps the last good token: the outage is not the agent's to widen.
+   */
+  #rereadToken(): void {
+    const file = this.#config.tokenFile;
+    if (file === undefined) return;
+    try {
+      const token = readTokenFile(file);
+      if (token !== this.#token) this.#logger.info({ file }, 'token file changed; using the new token');
+      this.#token = token;
+    } catch (error) {
+      if (!(error instanceof AgentOptionsError)) throw error;
+      this.#logger.warn({ reason: error.message }, 'token file unreadable; keeping the last token');
+    }
   }
 
   #describeEnd(end: ConnectionEnd): Record<string, unknown> {

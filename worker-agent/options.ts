@@ -19,7 +19,7 @@ export interface AgentOptions {
   name: string;
   /** Worker token; sent as `Authorization: Bearer`. */
   token?: string;
-  /** File holding the worker token (read at start, surrounding whitespace trimmed); excludes `token`. */
+  /** File holding the worker token (read at start and before every reconnect, trimmed); excludes `token`. */
   tokenFile?: string;
   /** Jobs held at once. */
   concurrency: number;
@@ -67,6 +67,8 @@ export const agentOptionsSchema = z.strictObject({
 export interface AgentConfig {
   url: URL;
   token?: string;
+  /** Where `token` came from; re-read before each connection so a rotated secret is picked up. */
+  tokenFile?: string;
   concurrency: number;
   allow: Allowlist;
   maxResponseBytes: number;
@@ -118,6 +120,7 @@ export function resolveAgentConfig(options: AgentOptions): AgentConfig {
   return {
     url,
     ...(token !== undefined ? { token } : {}),
+    ...(o.tokenFile !== undefined ? { tokenFile: o.tokenFile } : {}),
     concurrency: o.concurrency,
     allow,
     maxResponseBytes: o.maxResponseBytes,

@@ -7,7 +7,7 @@ import { test, type TestContext } from 'node:test';
 import { pino } from 'pino';
 import { parseCommand } from '../../cli/parse-command.ts';
 import { DEFAULTS } from '../../shared/limits.ts';
-import { runAgentMain, type AgentOptions } from '../../worker-agent/main.ts';
+import { runAgentMain, startAgent, type AgentOptions } from '../../worker-agent/main.ts';
 import { AgentOptionsError, resolveAgentConfig } from '../../worker-agent/options.ts';
 import { FakeServer, within } from './harness.ts';
 
@@ -67,4 +67,22 @@ test('the handshake carries the token read from the file', async (t) => {
   assert.deepEqual(await socket.nextFrame(), { type: 'drain' });
   socket.ws.close(1000, 'drained');
   assert.equal(await within(main, 3000, 'main'), 0);
+});
+
+test('a rotated token file is read again before the next connection; an unreadable one keeps the last token', async (t) => {
+  const server = await FakeServer.start();
+  t.after(() => server.close());
+  const path = tokenFile(t, 'first-token-0123456789\n');
+  const agent = startAgent(options({ server: server.url, tokenFile: path }), pino({ level: 'silent' }), { random: () => 0 });
+  t.after(() => agent.close());
+  const first = await server.nextConnection();
+  assert.equal(first.request.headers.authorization, 'Bearer first-token-0123456789');
+  writeFileSync(path, 'second-token-0123456789\n');
+  first.ws.close(1008, 'token revoked');
+  const second = await server.nextConnection();
+  assert.equal(second.request.headers.authorization, 'Bearer second-token-0123456789');
+  rmSync(path);
+  second.ws.terminate();
+  const third = await server.nextConnection();
+  assert.equal(third.request.headers.authorization, 'Bearer second-token-0123456789');
 });
