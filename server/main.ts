@@ -92,6 +92,8 @@ function banner(url: string, t: { admin: string; worker: string; client: string 
     'Start an agent (on a host that can reach your targets). Supervise this command itself:',
     'it drains on SIGTERM; npx/npm are for interactive use, they do not pass SIGTERM on.',
     `  FLOWTEST_TOKEN=${t.worker} ${flowtest} agent --server ${ws} --suite default --name local`,
+    'Name the targets it may reach with --allow-host (e.g. --allow-host api.internal); loopback',
+    'and link-local addresses are refused unless named (--allow-host localhost, --allow-host 127.0.0.1:PORT).',
     '',
     'Send a request through it:',
     `  FLOWTEST_TOKEN=${t.client} ${flowtest} dispatch --server ${url} --suite default --pool local GET https://example.internal/`,
