@@ -1,0 +1,75 @@
+/**
+ * What nodes say to each other over NATS: subjects and the zod schemas of every message.
+ * Each message is validated when it arrives, like any other input at a boundary.
+ */
+import { z } from 'zod';
+import { ERROR_CODES, type ErrorCode } from '../../shared/errors.ts';
+import { httpRequestSchema, httpResponseSchema, idSchema, nameSchema } from '../../shared/protocol.ts';
+
+/** A node id is one NATS subject token: no dots, spaces or wildcards. */
+export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+export const nodeIdSchema = z.string().regex(NODE_ID_PATTERN, 'must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$');
+
+export const SUBJECTS = {
+  /** Every node's periodic announcement and its clean leave. */
+  announce: 'flowtest.cluster.announce',
+  /** Request/reply: is this node id live? (no responders: free). */
+  ping: (node: string) => `flowtest.cluster.node.${node}.ping`,
+  /** One node's inbox: jobs, outcomes, cancels, hand-backs, listings (chunked frames). */
+  inbox: (node: string) => `flowtest.cluster.node.${node}.in`,
+  /** The cluster's job feed for consoles. */
+  feed: 'flowtest.cluster.feed',
+} as const;
+
+export const poolAnnounceSchema = z.strictObject({
+  suite: nameSchema,
+  pool: nameSchema,
+  ready: z.number().int().min(0),
+  freeSlots: z.number().int().min(0),
+  queued: z.number().int().min(0),
+});
+export type PoolAnnounce = z.infer<typeof poolAnnounceSchema>;
+
+export const announceSchema = z.strictObject({
+  node: nodeIdSchema,
+  nonce: z.string().min(1).max(64),
+  leaving: z.boolean(),
+  pools: z.array(poolAnnounceSchema).max(100_000),
+});
+export type Announce = z.infer<typeof announceSchema>;
+
+const errorCodeSchema = z.string().refine((c): c is ErrorCode => Object.hasOwn(ERROR_CODES, c), 'unknown error code') as unknown as z.ZodType<ErrorCode>;
+
+const workerInfoSchema = z.object({ id: z.string() }).passthrough();
+
+const from = { from: nodeIdSchema, nonce: z.string().min(1).max(64) };
+
+export const inboxMessageSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('job'),
+    ...from,
+    id: idSchema,
+    suite: nameSchema,
+    pool: nameSchema,
+    workerId: idSchema.optional(),
+    timeoutMs: z.number().int().positive(),
+    waitForWorkerMs: z.number().int().min(0),
+    request: httpRequestSchema,
+  }),
+  z.strictObject({
+    type: z.literal('outcome'),
+    ...from,
+    id: idSchema,
+    workerId: z.string().nullable(),
+    response: httpResponseSchema.optional(),
+    error: z.strictObject({ code: errorCodeSchema, message: z.string().max(8192) }).optional(),
+  }),
+  /** A queued job the holder gives back: it was never held by a worker, so routing it again is not a retry. */
+  z.strictObject({ type: z.literal('handback'), ...from, id: idSchema, reason: z.string().max(500) }),
+  z.strictObject({ type: z.literal('cancel'), ...from, id: idSchema, reason: z.string().max(200) }),
+  z.strictObject({ type: z.literal('list'), ...from, reqId: z.string().min(1).max(64), suite: nameSchema.optional() }),
+  z.strictObject({ type: z.literal('listed'), ...from, reqId: z.string().min(1).max(64), workers: z.array(workerInfoSchema) }),
+]);
+export type InboxMessage = z.infer<typeof inboxMessageSchema>;
+/** A message as sent: the bus adds `from` and `nonce`. */
+export type OutboundMessage = InboxMessage extends infer M ? (M extends unknown ? Omit<M, 'from' | 'nonce'> : never) : never;
