@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../../shared/errors.ts';
-import { httpRequestSchema, httpResponseSchema, idSchema, nameSchema } from '../../shared/protocol.ts';
+import { httpRequestSchema, httpResponseSchema, idSchema, nameSchema, workerInfoSchema } from '../../shared/protocol.ts';
 
 /** A node id is one NATS subject token: no dots, spaces or wildcards. */
 export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -17,6 +17,8 @@ export const SUBJECTS = {
   ping: (node: string) => `flowtest.cluster.node.${node}.ping`,
   /** One node's inbox: jobs, outcomes, cancels, hand-backs, listings (chunked frames). */
   inbox: (node: string) => `flowtest.cluster.node.${node}.in`,
+  /** Worker up / draining / down, from the node holding the socket. */
+  workers: 'flowtest.cluster.workers',
   /** The cluster's job feed for consoles. */
   feed: 'flowtest.cluster.feed',
 } as const;
@@ -33,14 +35,15 @@ export type PoolAnnounce = z.infer<typeof poolAnnounceSchema>;
 export const announceSchema = z.strictObject({
   node: nodeIdSchema,
   nonce: z.string().min(1).max(64),
-  leaving: z.boolean(),
+  /** `leaving`: shutting down cleanly (serving what it holds, taking nothing new); `gone`: its last word. */
+  state: z.enum(['up', 'leaving', 'gone']),
+  /** Workers it holds (a listing that counts otherwise is out of step and asks again). */
+  workers: z.number().int().min(0),
   pools: z.array(poolAnnounceSchema).max(100_000),
 });
 export type Announce = z.infer<typeof announceSchema>;
 
 const errorCodeSchema = z.string().refine((c): c is ErrorCode => Object.hasOwn(ERROR_CODES, c), 'unknown error code') as unknown as z.ZodType<ErrorCode>;
-
-const workerInfoSchema = z.object({ id: z.string() }).passthrough();
 
 const from = { from: nodeIdSchema, nonce: z.string().min(1).max(64) };
 
@@ -73,3 +76,13 @@ export const inboxMessageSchema = z.discriminatedUnion('type', [
 export type InboxMessage = z.infer<typeof inboxMessageSchema>;
 /** A message as sent: the bus adds `from` and `nonce`. */
 export type OutboundMessage = InboxMessage extends infer M ? (M extends unknown ? Omit<M, 'from' | 'nonce'> : never) : never;
+
+export const workerEventSchema = z.strictObject({
+  node: nodeIdSchema,
+  nonce: z.string().min(1).max(64),
+  kind: z.enum(['up', 'draining', 'down']),
+  workerId: idSchema,
+  /** For up and draining. */
+  worker: workerInfoSchema.optional(),
+});
+export type WorkerEvent = z.infer<typeof workerEventSchema>;

@@ -23,6 +23,10 @@ export const MEMBERSHIP_DEFAULTS = {
 export interface Peer {
   readonly node: string;
   readonly nonce: string;
+  /** Leaving: shutting down cleanly; it finishes what it holds and takes nothing new. */
+  leaving: boolean;
+  /** Workers it said it holds. */
+  workers: number;
   lastHeardAt: number;
   /** Pools by `suite/pool`, from its last announcement. */
   pools: Map<string, PoolAnnounce>;
@@ -34,7 +38,7 @@ export interface MembershipEvents {
   joined(peer: Peer): void;
   /** The peer is gone (its jobs elsewhere must fail); called once per instance. */
   left(peer: Peer, reason: LeaveReason): void;
-  /** A peer's pools changed (a new announcement). */
+  /** A new announcement (pools, worker count, leaving). */
   updated(peer: Peer): void;
 }
 
@@ -43,6 +47,8 @@ export interface MembershipOptions {
   nonce: string;
   /** This node's pools now (read at each announcement). */
   localPools(): PoolAnnounce[];
+  /** Workers this node holds now. */
+  localWorkers(): number;
   announceMs?: number;
   deadAfterMs?: number;
 }
@@ -83,6 +89,7 @@ export class Membership {
   #checkTimer: NodeJS.Timeout | null = null;
   #subs: Subscription[] = [];
   #closed = false;
+  #state: 'up' | 'leaving' | 'gone' = 'up';
 
   constructor(
     readonly link: NatsLink,
@@ -134,21 +141,29 @@ export class Membership {
         },
       }),
     );
-    this.#announce(false);
-    this.#announceTimer = setInterval(() => this.#announce(false), this.#announceMs);
+    this.#announce();
+    this.#announceTimer = setInterval(() => this.#announce(), this.#announceMs);
     this.#checkTimer = setInterval(this.#check, MEMBERSHIP_DEFAULTS.checkMs);
   }
 
   /** Announces now (after a local change worth telling at once). */
   announceNow(): void {
-    if (!this.#closed) this.#announce(false);
+    if (!this.#closed) this.#announce();
+  }
+
+  /** Shutdown began: tell the others at once (they stop sending new jobs) and keep announcing so. */
+  beginLeave(): void {
+    if (this.#closed || this.#state !== 'up') return;
+    this.#state = 'leaving';
+    this.#announce();
   }
 
   /** Says goodbye, stops timers and subscriptions; idempotent. Every peer is forgotten (no events). */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#announce(true);
+    this.#state = 'gone';
+    this.#announce();
     if (this.#announceTimer) clearInterval(this.#announceTimer);
     if (this.#checkTimer) clearInterval(this.#checkTimer);
     this.#announceTimer = null;
@@ -158,9 +173,16 @@ export class Membership {
     this.#peers.clear();
   }
 
-  #announce(leaving: boolean): void {
+  #announce(): void {
     if (!this.link.connected) return;
-    const a: Announce = { node: this.options.nodeId, nonce: this.options.nonce, leaving, pools: leaving ? [] : this.options.localPools() };
+    const gone = this.#state === 'gone';
+    const a: Announce = {
+      node: this.options.nodeId,
+      nonce: this.options.nonce,
+      state: this.#state,
+      workers: gone ? 0 : this.options.localWorkers(),
+      pools: gone ? [] : this.options.localPools(),
+    };
     try {
       this.link.nc.publish(SUBJECTS.announce, JSON.stringify(a));
     } catch (err) {
@@ -174,7 +196,7 @@ export class Membership {
     if (known && known.nonce !== a.nonce) {
       this.#remove(known, 'restarted');
     }
-    if (a.leaving) {
+    if (a.state === 'gone') {
       const p = this.#peers.get(a.node);
       if (p) this.#remove(p, 'left');
       return;
@@ -185,10 +207,12 @@ export class Membership {
     if (peer) {
       peer.lastHeardAt = Date.now();
       peer.pools = pools;
+      peer.leaving = a.state === 'leaving';
+      peer.workers = a.workers;
       this.events.updated(peer);
       return;
     }
-    const fresh: Peer = { node: a.node, nonce: a.nonce, lastHeardAt: Date.now(), pools };
+    const fresh: Peer = { node: a.node, nonce: a.nonce, leaving: a.state === 'leaving', workers: a.workers, lastHeardAt: Date.now(), pools };
     this.#peers.set(a.node, fresh);
     this.log.info({ node: a.node }, 'cluster node joined');
     this.events.joined(fresh);

@@ -24,7 +24,7 @@ async function node(t: TestContext, url: string, id: string, nonce = `${id}-1`):
   const n: Node = { link, m: undefined as unknown as Membership, pools: [], events: [], leftAt: new Map() };
   n.m = new Membership(
     link,
-    { nodeId: id, nonce, localPools: () => n.pools },
+    { nodeId: id, nonce, localPools: () => n.pools, localWorkers: () => n.pools.length },
     {
       joined: (p: Peer) => n.events.push(`joined ${p.node}`),
       left: (p: Peer, r: LeaveReason) => {
@@ -56,6 +56,9 @@ test('membership: nodes see each other with their pools; a clean leave is seen a
   b.pools = [{ suite: 's', pool: 'p', ready: 2, freeSlots: 7, queued: 1 }];
   await waitUntil(() => a.m.liveNodes === 2 && b.m.liveNodes === 2, 2000, 'both nodes to see each other');
   await waitUntil(() => a.m.peer('b')?.pools.get('s/p')?.freeSlots === 7, 2000, 'b pools at a');
+  b.m.beginLeave();
+  await waitUntil(() => a.m.peer('b')?.leaving === true, 1000, 'a to see b leaving');
+  assert.equal(a.m.liveNodes, 2, 'a leaving node is still live: it finishes what it holds');
   const t0 = Date.now();
   b.m.close();
   await waitUntil(() => a.m.liveNodes === 1, 1000, 'a to see b leave');
