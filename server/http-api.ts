@@ -31,6 +31,8 @@ export interface HttpApiDeps {
   isShuttingDown(): boolean;
   /** Counts and logs refusals; absent in tests that do not look. */
   refusals?: RefusalLog;
+  /** In a cluster: whether the node has its NATS connection (/readyz is 503 without it). */
+  isClusterConnected?(): boolean;
   /** Extra routes (the console) tried before answering 404. Returns true when it answered. */
   extraRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL) => boolean;
 }
@@ -59,7 +61,9 @@ function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse): v
 
   if (path === '/healthz' && req.method === 'GET') return sendJson(res, 200, { status: 'ok' });
   if (path === '/readyz' && req.method === 'GET') {
-    return deps.isShuttingDown() ? sendJson(res, 503, { status: 'shutting_down' }) : sendJson(res, 200, { status: 'ready' });
+    if (deps.isShuttingDown()) return sendJson(res, 503, { status: 'shutting_down' });
+    if (deps.isClusterConnected && !deps.isClusterConnected()) return sendJson(res, 503, { status: 'cluster_unreachable' });
+    return sendJson(res, 200, { status: 'ready' });
   }
   if (path === '/metrics' && req.method === 'GET') {
     deps.metrics.registry.metrics().then((text) => {

@@ -23,6 +23,11 @@ import { dispatchWithSignal, type JobCaller, type Outcome, type PoolStats, type 
 export interface LocalRouterOptions {
   defaultTimeoutMs: number;
   maxQueue: number;
+  /**
+   * Record each job's end in `flowtest_jobs_total` and the duration histogram (default true).
+   * A cluster node turns it off: there the node that answers the caller counts (cluster-router.ts).
+   */
+  countJobs?: boolean;
 }
 
 export class LocalRouter implements Router, JobRelease {
@@ -171,19 +176,20 @@ export class LocalRouter implements Router, JobRelease {
   /** Per pool: workers by state, free slots and queue depth (the console's "why not?"). */
   poolStats(): PoolStats[] {
     const out: PoolStats[] = [];
-    for (const p of this.#pools.values()) {
-      let ready = 0;
-      let draining = 0;
-      let freeSlots = 0;
-      for (const w of p.workers) {
-        if (w.ready) {
-          ready += 1;
-          freeSlots += Math.max(0, w.concurrency - w.inFlight);
-        } else draining += 1;
-      }
-      out.push({ suite: p.suite, pool: p.name, ready, draining, freeSlots, queued: p.queue.size });
-    }
+    for (const p of this.#pools.values()) out.push(statsOf(p));
     return out;
+  }
+
+  /** One pool's stats (a cluster node routes by them), or undefined when it has no worker and no queue. */
+  poolStat(suite: string, pool: string): PoolStats | undefined {
+    const p = this.#pools.get(poolKey(suite, pool));
+    return p ? statsOf(p) : undefined;
+  }
+
+  /** Whether a pending job waits in a queue or is held by a worker; undefined once it ended. */
+  jobState(jobId: string): 'queued' | 'held' | undefined {
+    const state = this.#pending.get(jobId)?.state;
+    return state === 'queued' || state === 'held' ? state : undefined;
   }
 
   stats(): RouterStats {
@@ -291,7 +297,7 @@ export class LocalRouter implements Router, JobRelease {
   #ended(job: Job, workerId: string | null, outcome: Outcome): void {
     const durationMs = performance.now() - job.acceptedAt;
     const code = outcome.ok ? 'ok' : outcome.error.code;
-    this.#metrics?.jobEnded(job.suite, job.pool, code, durationMs / 1000);
+    if (this.options.countJobs !== false) this.#metrics?.jobEnded(job.suite, job.pool, code, durationMs / 1000);
     if (this.#observers.size === 0) return;
     this.#emit({
       kind: 'job-end',
@@ -309,6 +315,19 @@ export class LocalRouter implements Router, JobRelease {
       },
     });
   }
+}
+
+function statsOf(p: Pool<WorkerHandle>): PoolStats {
+  let ready = 0;
+  let draining = 0;
+  let freeSlots = 0;
+  for (const w of p.workers) {
+    if (w.ready) {
+      ready += 1;
+      freeSlots += Math.max(0, w.concurrency - w.inFlight);
+    } else draining += 1;
+  }
+  return { suite: p.suite, pool: p.name, ready, draining, freeSlots, queued: p.queue.size };
 }
 
 function noWorkerMessage(job: Job): string {

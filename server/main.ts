@@ -9,10 +9,6 @@ import { startServer } from './server.ts';
 
 export async function runServerMain(options: ServerOptions): Promise<number> {
   const config = parseServerConfig(options);
-  if (config.nats) {
-    process.stderr.write('flowtest server: --nats (cluster mode) is not available in this version\n');
-    return 2;
-  }
   const log = createLogger({ level: config.logLevel });
   let tokens: TokenStore | undefined;
   if (config.tokensFile) {
@@ -28,7 +24,8 @@ export async function runServerMain(options: ServerOptions): Promise<number> {
     server = await startServer(config, { tokens, logger: log });
   } catch (err) {
     process.stderr.write(`flowtest server: ${(err as Error).message}\n`);
-    return 1;
+    // A taken node id or a bad --nats is the operator's to fix (2); an unreachable NATS may pass (1).
+    return (err as { exitCode?: number }).exitCode ?? 1;
   }
   if (server.devTokens) process.stdout.write(banner(server.url, server.devTokens));
 

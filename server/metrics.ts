@@ -62,6 +62,8 @@ export interface MetricsSource {
   poolJobs(): Iterable<{ suite: string; pool: string; inFlight: number; queued: number }>;
   /** Whether `suite` is a suite of the tokens file (else its label is `_other`). */
   knowsSuite(suite: string): boolean;
+  /** Live cluster nodes this node sees, itself included; the gauge exists only in a cluster. */
+  clusterNodes?(): number;
 }
 
 /** The per-label-set children of the job metrics, looked up once and kept (hot path). */
@@ -154,6 +156,17 @@ export class Metrics {
         for (const { suite, pool, queued } of source.poolJobs()) if (queued > 0) this.inc(labels(suite, pool), queued);
       },
     });
+    const clusterNodes = source.clusterNodes?.bind(source);
+    if (clusterNodes) {
+      new Gauge({
+        name: 'flowtest_cluster_nodes',
+        help: 'Live cluster nodes this node sees, itself included',
+        registers: [this.registry],
+        collect() {
+          this.set(clusterNodes());
+        },
+      });
+    }
   }
 
   /** Labels a (suite, pool) pair within the bounds. */

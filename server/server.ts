@@ -22,6 +22,7 @@ import { Metrics } from './metrics.ts';
 import { RefusalLog } from './refusal-log.ts';
 import type { Router } from './router.ts';
 import { reloadTokens, TokenSessions, type ReloadResult } from './token-reload.ts';
+import type { ClusterRouter } from './cluster/cluster-router.ts';
 import { WorkerGateway } from './worker-gateway.ts';
 import { WorkerRegistry } from './worker-registry.ts';
 
@@ -40,6 +41,8 @@ export interface FlowtestServer {
   readonly url: string;
   readonly port: number;
   readonly router: Router;
+  /** The cluster router when started with `nats`, else null (single node: no cluster code runs). */
+  readonly cluster: ClusterRouter | null;
   /** This node's open worker sessions. */
   readonly workers: WorkerRegistry;
   readonly metrics: Metrics;
@@ -70,9 +73,27 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
     devTokens = dev.tokens;
   }
 
-  const router = new LocalRouter({ defaultTimeoutMs: config.defaultTimeoutMs, maxQueue: config.maxQueue }, log);
-  const metrics = new Metrics({ workerCounts: () => router.workerCounts(), poolJobs: () => router.poolJobs(), knowsSuite: (suite) => tokens.knowsSuite(suite) });
-  router.useMetrics(metrics);
+  // In a cluster the node that answers the caller counts each job (the cluster router), not the node holding the worker.
+  const local = new LocalRouter({ defaultTimeoutMs: config.defaultTimeoutMs, maxQueue: config.maxQueue, countJobs: !config.nats }, log);
+  let cluster: ClusterRouter | null = null;
+  const metrics = new Metrics({
+    workerCounts: () => local.workerCounts(),
+    poolJobs: () => local.poolJobs(),
+    knowsSuite: (suite) => tokens.knowsSuite(suite),
+    ...(config.nats ? { clusterNodes: () => cluster?.liveNodes ?? 1 } : {}),
+  });
+  local.useMetrics(metrics);
+  if (config.nats) {
+    // Loaded only for a cluster: a single node never imports the cluster code.
+    const { joinCluster } = await import('./cluster/cluster-node.ts');
+    cluster = await joinCluster(
+      { nats: config.nats, nodeId: config.nodeId, defaultTimeoutMs: config.defaultTimeoutMs, maxPayloadBytes: config.maxPayloadBytes, announceMs: config.clusterAnnounceMs, deadAfterMs: config.clusterDeadAfterMs },
+      local,
+      metrics,
+      log,
+    );
+  }
+  const router: Router = cluster ?? local;
   const workers = new WorkerRegistry(router, log);
   const refusals = new RefusalLog(metrics, log);
   const addresses = new ClientAddresses(config.trustProxy);
@@ -99,6 +120,7 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
   let shuttingDown = false;
   const api = createHttpApi({
     router, tokens, guard: auth, addresses, metrics, log, maxPayloadBytes: config.maxPayloadBytes, isShuttingDown: () => shuttingDown, refusals,
+    ...(cluster ? { isClusterConnected: () => cluster.connected } : {}),
     extraRoutes: createConsoleRoutes({ tokens, refusals, guard: auth, addresses }),
   });
   // Responses not yet finished; owner: this handler (added here, removed on 'close').
@@ -137,18 +159,23 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
     else socket.destroy();
   });
 
-  await new Promise<void>((resolve, reject) => {
-    http.once('error', reject);
-    http.listen(config.port, config.host, () => {
-      http.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(config.port, config.host, () => {
+        http.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    await cluster?.stop();
+    throw err;
+  }
   http.on('error', (err) => log.error({ err }, 'http server error'));
   const { port } = http.address() as AddressInfo;
   const shownHost = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`;
-  log.info({ url, heartbeatMs: config.heartbeatMs, maxQueue: config.maxQueue, maxConnections }, 'server listening');
+  log.info({ url, heartbeatMs: config.heartbeatMs, maxQueue: config.maxQueue, maxConnections, ...(cluster ? { nodeId: cluster.nodeId } : {}) }, 'server listening');
 
   let closing: Promise<void> | null = null;
   /**
@@ -189,7 +216,7 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
   };
 
   return {
-    config, url, port, router, workers, metrics, console: consoleGateway, devTokens, auth, maxConnections,
+    config, url, port, router, cluster, workers, metrics, console: consoleGateway, devTokens, auth, maxConnections,
     reloadTokens: () => reloadTokens(tokens, config.tokensFile, tokenSessions, log),
     close, [Symbol.asyncDispose]: close,
   };

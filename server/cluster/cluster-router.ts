@@ -1,0 +1,752 @@
+/**
+ * The cluster router: one node's `Router` when several nodes share a NATS.
+ *
+ * Two roles meet here. As the **arrival node** it owns every dispatch that came in through
+ * its HTTP API (the `#arrivals` table): it picks a node by free slots (placement.ts), runs
+ * the job through its own `LocalRouter` or sends it to another node's inbox, answers the
+ * caller exactly once, counts the job's metrics and keeps its deadline while the job is
+ * remote. As the **holding node** it runs jobs other nodes sent it (the `#held` table)
+ * through the same `LocalRouter` — concurrency, queue and fail-fast stay with the node
+ * holding the worker sockets — and sends each outcome back.
+ *
+ * Failure rules: a worker closing on B fails B's job at once and the outcome reaches A in a
+ * NATS hop. B dead (not heard for ~1.4 s) or restarted: A fails every job it had at B with
+ * worker_disconnected, and B's workers leave A's directory; B, when it comes back, has seen
+ * A dead too and dropped A's jobs without answering. A job queued (never held) on a node
+ * whose last ready worker of the pool left goes back to its arrival node, which routes it
+ * again. An answer for a job that already ended is dropped and counted as late.
+ */
+import { performance } from 'node:perf_hooks';
+import { nanoid } from 'nanoid';
+import { FlowtestError } from '../../shared/errors.ts';
+import type { DispatchRequest, DispatchSuccess, HttpRequest, ResultFrame, WorkerInfo } from '../../shared/protocol.ts';
+import type { LocalRouter } from '../local-router.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import { poolKey } from '../pool.ts';
+import type { RouterEvent, RouterObserver } from '../router-events.ts';
+import { dispatchWithSignal, type JobCaller, type Outcome, type PoolStats, type Router, type RouterStats, type WorkerHandle } from '../router.ts';
+import { SUBJECTS, workerEventSchema, type InboxMessage, type PoolAnnounce, type WorkerEvent } from './cluster-protocol.ts';
+import { Membership, type LeaveReason, type Peer } from './membership.ts';
+import type { NatsLink } from './nats-link.ts';
+import { NodeBus } from './node-bus.ts';
+import { chooseNode, type NodePoolView } from './placement.ts';
+import { WorkerDirectory } from './worker-directory.ts';
+import type { Subscription } from '@nats-io/transport-node';
+
+/**
+ * Extra time a holding node gives a remote job beyond the arrival node's deadline, so that
+ * the arrival node's timeout (and its cancel) decides, as on one node.
+ */
+const REMOTE_DEADLINE_GRACE_MS = 250;
+
+export interface ClusterRouterOptions {
+  nodeId: string;
+  nonce: string;
+  defaultTimeoutMs: number;
+  maxPayloadBytes: number;
+  announceMs?: number;
+  deadAfterMs?: number;
+}
+
+/** A job placed in this node's LocalRouter on behalf of an arrival entry or a held job. */
+interface LocalRun {
+  suite: string;
+  pool: string;
+  pinned: boolean;
+  /** The LocalRouter's id while placed there. */
+  innerId: string | null;
+  /** Set while this node takes the job back out of its queue: the local settle is ignored. */
+  withdrawing: boolean;
+}
+
+/** A dispatch that arrived at this node: owned here until answered. */
+interface Arrival {
+  readonly id: string;
+  readonly suite: string;
+  readonly pool: string;
+  readonly workerId: string | undefined;
+  readonly request: HttpRequest;
+  readonly timeoutMs: number;
+  readonly waitForWorkerMs: number;
+  readonly acceptedAt: number;
+  readonly acceptedAtEpoch: number;
+  readonly caller: JobCaller;
+  /** Where it is now: here (LocalRouter), at another node, or nowhere for a moment between two placements. */
+  local: LocalRun | null;
+  remoteNode: string | null;
+  /** Our deadline while the job is at another node; owner: this entry, cleared by #finish or when it comes back. */
+  deadline: NodeJS.Timeout | null;
+  done: boolean;
+}
+
+/** A job another node sent here. */
+interface Held {
+  readonly key: string;
+  readonly from: string;
+  readonly id: string;
+  readonly run: LocalRun;
+  /** The arrival node gave up on it (cancel, or it died): no outcome is sent. */
+  silenced: boolean;
+}
+
+export class ClusterRouter implements Router {
+  /** Dispatches that arrived here, by id; removed by #finish. */
+  readonly #arrivals = new Map<string, Arrival>();
+  /** Arrivals at each remote node, for failing them when that node goes. */
+  readonly #atNode = new Map<string, Set<Arrival>>();
+  /** Jobs from other nodes, by `from/id`; removed when their local run ends. */
+  readonly #held = new Map<string, Held>();
+  readonly #heldFrom = new Map<string, Set<Held>>();
+  /** Local runs (arrivals placed here and held jobs) by pool, for the hand-back of queued jobs. */
+  readonly #runsByPool = new Map<string, Map<LocalRun, Arrival | Held>>();
+  readonly #directory = new WorkerDirectory();
+  readonly #observers = new Set<RouterObserver>();
+  readonly membership: Membership;
+  readonly bus: NodeBus;
+  /** Worker events of other nodes; owner: this router, unsubscribed by shutdown. */
+  #workerSub: Subscription | null = null;
+  #unobserveInner: (() => void) | null = null;
+  #unlinkWatch: (() => void) | null = null;
+  /** Announced worker counts that disagreed with the directory, by node (two in a row: list again). */
+  readonly #mismatch = new Map<string, number>();
+  #shuttingDown = false;
+  #stopped = false;
+  #onArrivalsIdle: (() => void) | null = null;
+
+  constructor(
+    readonly inner: LocalRouter,
+    readonly link: NatsLink,
+    readonly metrics: Metrics,
+    readonly options: ClusterRouterOptions,
+    readonly log: Logger,
+  ) {
+    this.bus = new NodeBus(
+      link,
+      {
+        nodeId: options.nodeId,
+        nonce: options.nonce,
+        // Room for a few bodies at the largest size at once; beyond it a transfer is dropped.
+        maxReassemblyBytes: 4 * options.maxPayloadBytes + 16 * 1024 * 1024,
+        transferIdleMs: 10_000,
+      },
+      log,
+    );
+    this.membership = new Membership(
+      link,
+      {
+        nodeId: options.nodeId,
+        nonce: options.nonce,
+        localPools: () => this.#localPools(),
+        localWorkers: () => inner.stats().workers,
+        announceMs: options.announceMs,
+        deadAfterMs: options.deadAfterMs,
+      },
+      { joined: (p) => this.#peerJoined(p), left: (p, r) => this.#peerLeft(p, r), updated: (p) => this.#peerUpdated(p) },
+      log,
+    );
+  }
+
+  get nodeId(): string {
+    return this.options.nodeId;
+  }
+
+  /** Starts listening and announcing. */
+  start(): void {
+    this.bus.start((m) => this.#onMessage(m));
+    this.#workerSub = this.link.nc.subscribe(SUBJECTS.workers, {
+      callback: (err, msg) => {
+        if (err) return;
+        let parsed: unknown;
+        try {
+          parsed = msg.json();
+        } catch {
+          return;
+        }
+        const e = workerEventSchema.safeParse(parsed);
+        if (e.success) this.#onWorkerEvent(e.data);
+      },
+    });
+    this.#unobserveInner = this.inner.observe((e) => this.#onInnerEvent(e));
+    this.#unlinkWatch = this.link.onChange((connected) => {
+      if (connected) this.membership.announceNow();
+    });
+    this.membership.start();
+  }
+
+  // ---- Router: callers ----
+
+  dispatch(suite: string, body: DispatchRequest, signal: AbortSignal): Promise<DispatchSuccess> {
+    return dispatchWithSignal(this, suite, body, signal);
+  }
+
+  submit(suite: string, body: DispatchRequest, caller: JobCaller): string | null {
+    if (this.#shuttingDown) {
+      caller.settle({ ok: false, error: new FlowtestError('shutting_down', 'the server is shutting down') });
+      return null;
+    }
+    const timeoutMs = body.timeoutMs ?? this.options.defaultTimeoutMs;
+    const a: Arrival = {
+      id: nanoid(),
+      suite,
+      pool: body.pool,
+      workerId: body.workerId,
+      request: body.request,
+      timeoutMs,
+      waitForWorkerMs: Math.min(body.waitForWorkerMs ?? 0, timeoutMs),
+      acceptedAt: performance.now(),
+      acceptedAtEpoch: Date.now(),
+      caller,
+      local: null,
+      remoteNode: null,
+      deadline: null,
+      done: false,
+    };
+    this.#arrivals.set(a.id, a);
+    this.#route(a, null);
+    return a.done ? null : a.id;
+  }
+
+  cancel(jobId: string): void {
+    const a = this.#arrivals.get(jobId);
+    if (!a) return;
+    if (a.local?.innerId) {
+      // The LocalRouter ends it (cancel frame to a worker holding it) and settles through #localSettled.
+      this.inner.cancel(a.local.innerId);
+      return;
+    }
+    this.#finish(a, { ok: false, error: new FlowtestError('cancelled', 'the client went away'), cancelReason: 'client_aborted' });
+  }
+
+  // ---- Router: worker events from this node's registry ----
+
+  workerUp(worker: WorkerHandle): void {
+    this.inner.workerUp(worker);
+    this.#publishWorker('up', worker.id, worker.info());
+  }
+
+  workerResult(worker: WorkerHandle, frame: ResultFrame): void {
+    this.inner.workerResult(worker, frame);
+  }
+
+  workerDraining(worker: WorkerHandle): void {
+    this.inner.workerDraining(worker);
+    this.#publishWorker('draining', worker.id, worker.info());
+    this.#handBackStranded(worker.suite, worker.pool);
+  }
+
+  workerWritable(worker: WorkerHandle): void {
+    this.inner.workerWritable(worker);
+  }
+
+  workerGone(worker: WorkerHandle, jobIds: readonly string[], reason: string): void {
+    this.inner.workerGone(worker, jobIds, reason);
+    this.#publishWorker('down', worker.id);
+    this.#handBackStranded(worker.suite, worker.pool);
+  }
+
+  // ---- Router: listings and stats ----
+
+  observe(observer: RouterObserver): () => void {
+    this.#observers.add(observer);
+    return () => this.#observers.delete(observer);
+  }
+
+  /** Every node's workers, each with its `node`. */
+  listWorkers(suite?: string): WorkerInfo[] {
+    const out = this.inner.listWorkers(suite);
+    for (const w of out) w.node = this.options.nodeId;
+    if (this.#directory.size > 0) out.push(...this.#directory.list(suite));
+    return out;
+  }
+
+  /** This node's workers (the gauge counts where the sockets are). */
+  workerCounts(): Iterable<{ suite: string; pool: string; count: number }> {
+    return this.inner.workerCounts();
+  }
+
+  poolStats(): PoolStats[] {
+    return this.inner.poolStats();
+  }
+
+  /** Jobs held and queued here, by pool (the gauges count where the sockets and queues are). */
+  poolJobs(): Iterable<{ suite: string; pool: string; inFlight: number; queued: number }> {
+    return this.inner.poolJobs();
+  }
+
+  /** Queued and in flight as held here; pending counts this node's arrivals and held jobs. */
+  stats(): RouterStats {
+    const s = this.inner.stats();
+    return { ...s, pending: this.#arrivals.size + this.#held.size };
+  }
+
+  /** Sizes of every cluster table (tests: all zero once every job ended). */
+  clusterStats(): { arrivals: number; atNodes: number; held: number; heldFrom: number; runsByPool: number; transfers: number; remoteWorkers: number; liveNodes: number } {
+    return {
+      arrivals: this.#arrivals.size,
+      atNodes: this.#atNode.size,
+      held: this.#held.size,
+      heldFrom: this.#heldFrom.size,
+      runsByPool: this.#runsByPool.size,
+      transfers: this.bus.pendingTransfers,
+      remoteWorkers: this.#directory.size,
+      liveNodes: this.membership.liveNodes,
+    };
+  }
+
+  /** Live nodes this node sees, itself included. */
+  get liveNodes(): number {
+    return this.membership.liveNodes;
+  }
+
+  /** Whether the node has its NATS connection (readiness). */
+  get connected(): boolean {
+    return this.link.connected;
+  }
+
+  // ---- shutdown ----
+
+  /**
+   * Tells the cluster at once that this node leaves (no new jobs come), stops taking
+   * dispatches, lets jobs here and at other nodes end within the grace, fails the rest with
+   * shutting_down, then says goodbye and closes the NATS connection.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    if (this.#shuttingDown) return;
+    this.#shuttingDown = true;
+    this.membership.beginLeave();
+    const remoteIdle = this.#remoteArrivalsIdle(graceMs);
+    await this.inner.shutdown(graceMs);
+    await remoteIdle;
+    for (const a of [...this.#arrivals.values()]) {
+      this.#finish(a, { ok: false, error: new FlowtestError('shutting_down', 'the server shut down before the job ended'), cancelReason: 'shutting_down' });
+    }
+    await this.stop();
+  }
+
+  /** Leaves the cluster and closes NATS (after shutdown, or when start fails midway); idempotent. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#unobserveInner?.();
+    this.#unlinkWatch?.();
+    this.#workerSub?.unsubscribe();
+    this.#workerSub = null;
+    this.membership.close();
+    this.bus.close();
+    this.#directory.clear();
+    this.#mismatch.clear();
+    await this.link.close();
+  }
+
+  async #remoteArrivalsIdle(ms: number): Promise<void> {
+    if (this.#atNode.size === 0 || ms <= 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.#onArrivalsIdle = resolve;
+      timer = setTimeout(resolve, ms);
+    });
+    clearTimeout(timer);
+    this.#onArrivalsIdle = null;
+  }
+
+  // ---- routing (arrival node) ----
+
+  /**
+   * Places an arrival: at the node with the most free slots (this one on ties), at a node
+   * with ready workers when all are full, or here to wait for a worker (waitForWorkerMs).
+   * `exclude`: a node that just gave the job back.
+   */
+  #route(a: Arrival, exclude: string | null): void {
+    const now = performance.now();
+    const remainingMs = a.acceptedAt + a.timeoutMs - now;
+    if (remainingMs <= 0) {
+      this.#finish(a, { ok: false, error: new FlowtestError('timeout', `no answer within ${a.timeoutMs} ms`) });
+      return;
+    }
+    const reachable = this.link.connected;
+    if (a.workerId !== undefined) {
+      const holder = this.#directory.nodeOf(a.workerId);
+      if (holder !== undefined && holder !== exclude && !this.membership.peer(holder)?.leaving) {
+        if (!reachable) return this.#unreachable(a);
+        return this.#placeRemote(a, holder);
+      }
+      return this.#placeLocal(a);
+    }
+    const self = this.inner.poolStat(a.suite, a.pool);
+    const key = poolKey(a.suite, a.pool);
+    const others: NodePoolView[] = [];
+    if (reachable) {
+      for (const p of this.membership.peers()) {
+        if (p.leaving || p.node === exclude) continue;
+        const pa = p.pools.get(key);
+        if (pa && pa.ready > 0) others.push({ node: p.node, ready: pa.ready, freeSlots: pa.freeSlots, queued: pa.queued });
+      }
+    }
+    const chosen = chooseNode(self ? { node: this.options.nodeId, ...self } : null, others);
+    if (chosen === null) {
+      if (!reachable) return this.#unreachable(a);
+      // No ready worker anywhere: wait here (the LocalRouter's waitForWorkerMs rule, then
+      // no_worker); an announcement of ready workers elsewhere moves it there.
+      return this.#placeLocal(a);
+    }
+    if (chosen === this.options.nodeId) return this.#placeLocal(a);
+    this.#placeRemote(a, chosen);
+  }
+
+  #unreachable(a: Arrival): void {
+    this.#finish(a, { ok: false, error: new FlowtestError('no_worker', `no open worker in pool ${a.pool} on this node, and the cluster is unreachable (no NATS connection)`) });
+  }
+
+  #placeLocal(a: Arrival): void {
+    const now = performance.now();
+    const remainingMs = Math.max(1, Math.floor(a.acceptedAt + a.timeoutMs - now));
+    const waitMs = Math.max(0, Math.min(remainingMs, Math.floor(a.acceptedAt + a.waitForWorkerMs - now)));
+    const run: LocalRun = { suite: a.suite, pool: a.pool, pinned: a.workerId !== undefined, innerId: null, withdrawing: false };
+    a.local = run;
+    this.#addRun(run, a);
+    const innerId = this.inner.submit(
+      a.suite,
+      { pool: a.pool, workerId: a.workerId, timeoutMs: remainingMs, waitForWorkerMs: waitMs, request: a.request },
+      { settle: (o) => this.#localSettled(a, run, o) },
+    );
+    if (a.local === run) run.innerId = innerId;
+  }
+
+  #localSettled(a: Arrival, run: LocalRun, outcome: Outcome): void {
+    this.#removeRun(run);
+    if (run.withdrawing || a.local !== run) return;
+    a.local = null;
+    if (outcome.ok) this.#finish(a, { ok: true, value: { ...outcome.value, id: a.id } });
+    else this.#finish(a, outcome);
+  }
+
+  #placeRemote(a: Arrival, node: string): void {
+    const now = performance.now();
+    const remainingMs = Math.max(1, Math.floor(a.acceptedAt + a.timeoutMs - now));
+    const waitMs = Math.max(0, Math.min(remainingMs, Math.floor(a.acceptedAt + a.waitForWorkerMs - now)));
+    const sent = this.bus.send(node, {
+      type: 'job',
+      id: a.id,
+      suite: a.suite,
+      pool: a.pool,
+      workerId: a.workerId,
+      timeoutMs: remainingMs + REMOTE_DEADLINE_GRACE_MS,
+      waitForWorkerMs: waitMs,
+      request: a.request,
+    });
+    if (!sent) return this.#unreachable(a);
+    a.remoteNode = node;
+    let set = this.#atNode.get(node);
+    if (!set) {
+      set = new Set();
+      this.#atNode.set(node, set);
+    }
+    set.add(a);
+    a.deadline = setTimeout(this.#onRemoteDeadline, remainingMs, a);
+  }
+
+  readonly #onRemoteDeadline = (a: Arrival): void => {
+    a.deadline = null;
+    this.#finish(a, { ok: false, error: new FlowtestError('timeout', `no answer within ${a.timeoutMs} ms`), cancelReason: 'timeout' });
+  };
+
+  /** Takes an arrival off the node it was at (it came back, or it ended). */
+  #unplaceRemote(a: Arrival): void {
+    if (a.deadline) clearTimeout(a.deadline);
+    a.deadline = null;
+    const node = a.remoteNode;
+    a.remoteNode = null;
+    if (node === null) return;
+    const set = this.#atNode.get(node);
+    set?.delete(a);
+    if (set?.size === 0) this.#atNode.delete(node);
+    if (this.#atNode.size === 0) this.#onArrivalsIdle?.();
+  }
+
+  /** The one way an arrival ends: answered once, counted once, every table left. */
+  #finish(a: Arrival, outcome: Outcome): void {
+    if (a.done) return;
+    a.done = true;
+    this.#arrivals.delete(a.id);
+    const node = a.remoteNode;
+    this.#unplaceRemote(a);
+    if (node !== null && !outcome.ok && outcome.cancelReason) this.bus.send(node, { type: 'cancel', id: a.id, reason: outcome.cancelReason });
+    const seconds = (performance.now() - a.acceptedAt) / 1000;
+    const code = outcome.ok ? 'ok' : outcome.error.code;
+    this.metrics.jobEnded(a.suite, a.pool, code, seconds);
+    if (this.#observers.size > 0) {
+      this.#emit({
+        kind: 'job-end',
+        job: {
+          id: a.id,
+          suite: a.suite,
+          pool: a.pool,
+          workerId: outcome.ok ? outcome.value.workerId : null,
+          acceptedAt: a.acceptedAtEpoch,
+          durationMs: Math.round(seconds * 100_000) / 100,
+          outcome: code,
+          request: a.request,
+          response: outcome.ok ? outcome.value.response : null,
+          error: outcome.ok ? null : { code: outcome.error.code, message: outcome.error.message },
+        },
+      });
+    }
+    a.caller.settle(outcome);
+  }
+
+  // ---- local runs and the hand-back ----
+
+  #addRun(run: LocalRun, owner: Arrival | Held): void {
+    const key = poolKey(run.suite, run.pool);
+    let m = this.#runsByPool.get(key);
+    if (!m) {
+      m = new Map();
+      this.#runsByPool.set(key, m);
+    }
+    m.set(run, owner);
+  }
+
+  #removeRun(run: LocalRun): void {
+    const key = poolKey(run.suite, run.pool);
+    const m = this.#runsByPool.get(key);
+    if (!m?.delete(run)) return;
+    if (m.size === 0) this.#runsByPool.delete(key);
+  }
+
+  /** Takes a queued (never held) run out of the LocalRouter without answering anyone. */
+  #withdraw(run: LocalRun): boolean {
+    if (run.innerId === null || this.inner.jobState(run.innerId) !== 'queued') return false;
+    run.withdrawing = true;
+    this.inner.cancel(run.innerId);
+    this.#removeRun(run);
+    return true;
+  }
+
+  /**
+   * The pool lost a ready worker here. With none left, its queued jobs leave: jobs of other
+   * nodes go back to their arrival node, our own go to a node with ready workers if any
+   * (otherwise they stay, under the waitForWorkerMs rule). Pinned jobs stay: only that worker could take them.
+   */
+  #handBackStranded(suite: string, pool: string): void {
+    this.membership.announceNow();
+    const runs = this.#runsByPool.get(poolKey(suite, pool));
+    if (!runs || (this.inner.poolStat(suite, pool)?.ready ?? 0) > 0) return;
+    const elsewhere = this.#readyElsewhere(suite, pool);
+    for (const [run, owner] of [...runs]) {
+      if (run.pinned) continue;
+      if ('caller' in owner) {
+        if (!elsewhere || !this.#withdraw(run)) continue;
+        owner.local = null;
+        this.#route(owner, null);
+      } else {
+        if (!this.#withdraw(run)) continue;
+        this.#dropHeld(owner);
+        if (!owner.silenced) this.bus.send(owner.from, { type: 'handback', id: owner.id, reason: `no ready worker left in pool ${pool} on node ${this.options.nodeId}` });
+      }
+    }
+  }
+
+  #readyElsewhere(suite: string, pool: string): boolean {
+    if (!this.link.connected) return false;
+    const key = poolKey(suite, pool);
+    for (const p of this.membership.peers()) if (!p.leaving && (p.pools.get(key)?.ready ?? 0) > 0) return true;
+    return false;
+  }
+
+  // ---- holding node: jobs from other nodes ----
+
+  #onJob(m: Extract<InboxMessage, { type: 'job' }>): void {
+    const key = `${m.from}/${m.id}`;
+    if (this.#held.has(key)) return;
+    if (this.#shuttingDown) {
+      this.bus.send(m.from, { type: 'outcome', id: m.id, workerId: null, error: { code: 'shutting_down', message: 'the server is shutting down' } });
+      return;
+    }
+    // Sent on an announcement that is out of date: no ready worker here now. Give it back
+    // (it was never held) unless it is pinned — then the pinned worker's absence is the answer.
+    if (m.workerId === undefined && (this.inner.poolStat(m.suite, m.pool)?.ready ?? 0) === 0) {
+      this.bus.send(m.from, { type: 'handback', id: m.id, reason: `no ready worker in pool ${m.pool} on node ${this.options.nodeId}` });
+      return;
+    }
+    const run: LocalRun = { suite: m.suite, pool: m.pool, pinned: m.workerId !== undefined, innerId: null, withdrawing: false };
+    const h: Held = { key, from: m.from, id: m.id, run, silenced: false };
+    this.#held.set(key, h);
+    let set = this.#heldFrom.get(m.from);
+    if (!set) {
+      set = new Set();
+      this.#heldFrom.set(m.from, set);
+    }
+    set.add(h);
+    this.#addRun(run, h);
+    const innerId = this.inner.submit(
+      m.suite,
+      { pool: m.pool, workerId: m.workerId, timeoutMs: m.timeoutMs, waitForWorkerMs: m.waitForWorkerMs, request: m.request },
+      { settle: (o) => this.#heldSettled(h, o) },
+    );
+    if (this.#held.get(key) === h) run.innerId = innerId;
+  }
+
+  #heldSettled(h: Held, outcome: Outcome): void {
+    this.#removeRun(h.run);
+    if (h.run.withdrawing) return;
+    this.#dropHeld(h);
+    if (h.silenced) return;
+    if (outcome.ok) {
+      this.bus.send(h.from, { type: 'outcome', id: h.id, workerId: outcome.value.workerId, response: outcome.value.response });
+    } else {
+      this.bus.send(h.from, { type: 'outcome', id: h.id, workerId: null, error: { code: outcome.error.code, message: outcome.error.message } });
+    }
+  }
+
+  #dropHeld(h: Held): void {
+    if (this.#held.get(h.key) !== h) return;
+    this.#held.delete(h.key);
+    const set = this.#heldFrom.get(h.from);
+    set?.delete(h);
+    if (set?.size === 0) this.#heldFrom.delete(h.from);
+  }
+
+  /** The arrival node gave up on a held job: end it here (cancel to its worker), answer nobody. */
+  #silence(h: Held): void {
+    h.silenced = true;
+    if (h.run.innerId !== null) this.inner.cancel(h.run.innerId);
+    else {
+      this.#removeRun(h.run);
+      this.#dropHeld(h);
+    }
+  }
+
+  // ---- messages ----
+
+  #onMessage(m: InboxMessage): void {
+    if (this.#stopped) return;
+    switch (m.type) {
+      case 'job':
+        return this.#onJob(m);
+      case 'outcome': {
+        const a = this.#arrivals.get(m.id);
+        if (!a || a.remoteNode !== m.from) {
+          this.metrics.lateResult();
+          return;
+        }
+        if (m.response) {
+          const durationMs = Math.round((performance.now() - a.acceptedAt) * 100) / 100;
+          this.#finish(a, { ok: true, value: { id: a.id, workerId: m.workerId ?? '', durationMs, response: m.response } });
+        } else if (m.error) {
+          this.#finish(a, { ok: false, error: new FlowtestError(m.error.code, m.error.message) });
+        }
+        return;
+      }
+      case 'handback': {
+        const a = this.#arrivals.get(m.id);
+        if (!a || a.remoteNode !== m.from) return;
+        this.#unplaceRemote(a);
+        this.log.debug({ jobId: a.id, node: m.from, reason: m.reason }, 'queued job handed back');
+        this.#route(a, m.from);
+        return;
+      }
+      case 'cancel': {
+        const h = this.#held.get(`${m.from}/${m.id}`);
+        if (h) this.#silence(h);
+        return;
+      }
+      case 'list': {
+        const workers = this.inner.listWorkers(m.suite);
+        for (const w of workers) w.node = this.options.nodeId;
+        this.bus.send(m.from, { type: 'listed', reqId: m.reqId, workers });
+        return;
+      }
+      case 'listed': {
+        const peer = this.membership.peer(m.from);
+        if (peer && peer.nonce === m.nonce) this.#directory.replace(m.from, m.workers);
+        return;
+      }
+    }
+  }
+
+  #publishWorker(kind: WorkerEvent['kind'], workerId: string, worker?: WorkerInfo): void {
+    if (!this.link.connected || this.#stopped) return;
+    const e: WorkerEvent = { node: this.options.nodeId, nonce: this.options.nonce, kind, workerId, ...(worker ? { worker: { ...worker, node: this.options.nodeId } } : {}) };
+    try {
+      this.link.nc.publish(SUBJECTS.workers, JSON.stringify(e));
+    } catch (err) {
+      this.log.warn({ err }, 'worker event not published');
+    }
+  }
+
+  #onWorkerEvent(e: WorkerEvent): void {
+    if (e.node === this.options.nodeId || this.#stopped) return;
+    const peer = this.membership.peer(e.node);
+    // Before a node's first announcement its listing (asked for on join) brings these.
+    if (!peer || peer.nonce !== e.nonce) return;
+    if (e.kind === 'down') this.#directory.remove(e.node, e.workerId);
+    else if (e.worker) this.#directory.upsert(e.node, e.worker);
+  }
+
+  /** Worker events of this node's LocalRouter go to the console; job ends are ours (#finish). */
+  #onInnerEvent(e: RouterEvent): void {
+    if (e.kind === 'job-end' || this.#observers.size === 0) return;
+    this.#emit(e);
+  }
+
+  #emit(e: RouterEvent): void {
+    for (const o of this.#observers) o(e);
+  }
+
+  // ---- membership ----
+
+  #localPools(): PoolAnnounce[] {
+    const out: PoolAnnounce[] = [];
+    for (const p of this.inner.poolStats()) out.push({ suite: p.suite, pool: p.pool, ready: p.ready, freeSlots: p.freeSlots, queued: p.queued });
+    return out;
+  }
+
+  #peerJoined(p: Peer): void {
+    this.bus.send(p.node, { type: 'list', reqId: nanoid() });
+    this.#moveWaiting(p);
+  }
+
+  #peerUpdated(p: Peer): void {
+    // The directory is kept by events; a count that disagrees twice in a row means some were lost.
+    if (p.workers !== this.#directory.count(p.node)) {
+      const n = (this.#mismatch.get(p.node) ?? 0) + 1;
+      if (n >= 2) {
+        this.#mismatch.delete(p.node);
+        this.bus.send(p.node, { type: 'list', reqId: nanoid() });
+      } else this.#mismatch.set(p.node, n);
+    } else this.#mismatch.delete(p.node);
+    this.#moveWaiting(p);
+  }
+
+  /** Arrivals waiting here for a worker (none ready here) go to a node that now has ready workers. */
+  #moveWaiting(p: Peer): void {
+    if (p.leaving || this.#runsByPool.size === 0) return;
+    for (const [key, pa] of p.pools) {
+      if (pa.ready === 0) continue;
+      const runs = this.#runsByPool.get(key);
+      if (!runs || (this.inner.poolStat(pa.suite, pa.pool)?.ready ?? 0) > 0) continue;
+      for (const [run, owner] of [...runs]) {
+        if (run.pinned || !('caller' in owner)) continue;
+        if (!this.#withdraw(run)) continue;
+        owner.local = null;
+        this.#route(owner, null);
+      }
+    }
+  }
+
+  #peerLeft(p: Peer, reason: LeaveReason): void {
+    this.#mismatch.delete(p.node);
+    this.#directory.dropNode(p.node);
+    this.bus.dropSender(p.nonce);
+    const at = this.#atNode.get(p.node);
+    if (at) {
+      const what = reason === 'dead' ? 'stopped answering' : reason === 'restarted' ? 'restarted' : 'left the cluster';
+      for (const a of [...at]) {
+        this.#finish(a, { ok: false, error: new FlowtestError('worker_disconnected', `node ${p.node}, which held the job, ${what}`), cancelReason: 'node_gone' });
+      }
+    }
+    const held = this.#heldFrom.get(p.node);
+    if (held) for (const h of [...held]) this.#silence(h);
+  }
+}

@@ -1,0 +1,168 @@
+/** Three nodes in one process on a real nats-server: dispatch across nodes with the single node's rules and answers. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { startCluster, waitAllEmpty, waitAnnounced } from '../helpers/cluster-nodes.ts';
+import { FakeAgent } from '../helpers/fake-agent.ts';
+import { dispatch, getJson, TOKENS } from '../helpers/server.ts';
+import { waitUntil } from '../helpers/wait.ts';
+
+const req = { method: 'GET', url: 'http://127.0.0.1:9/x' };
+
+test('cluster: a dispatch at A runs on a worker at B; listings everywhere show it with its node; metrics count where the contract says', async (t) => {
+  const { nodes } = await startCluster(t, 3);
+  const [a, b, c] = nodes;
+  const w = await FakeAgent.connect(t, b.wsUrl, { concurrency: 2 });
+  const t0 = Date.now();
+  for (const n of [a, c]) {
+    await waitUntil(async () => (await getJson(n, '/v1/workers', TOKENS.admin)).body.workers.some((x: { id: string; node: string }) => x.id === w.welcome.workerId && x.node === 'n2'), 1000, 'the worker in every listing');
+  }
+  assert.ok(Date.now() - t0 < 1000);
+  const suiteList = await getJson(a, '/v1/suites/acme/workers', TOKENS.client);
+  assert.deepEqual(suiteList.body.workers.map((x: { node: string }) => x.node), ['n2']);
+  await waitAnnounced(a, b);
+
+  const pending = dispatch(a, 'acme', { pool: 'pool1', request: req });
+  const job = await w.nextJob();
+  assert.equal(job.request.url, req.url);
+  w.reply(job.id, 201, 'from b');
+  const res = await pending;
+  assert.equal(res.status, 200);
+  assert.equal(res.body.response.status, 201);
+  assert.equal(res.body.response.body, 'from b');
+  assert.equal(res.body.workerId, w.welcome.workerId);
+  assert.equal(typeof res.body.id, 'string');
+
+  const metricsA = (await getJson(a, '/metrics')).body as string;
+  const metricsB = (await getJson(b, '/metrics')).body as string;
+  assert.match(metricsA, /flowtest_jobs_total\{suite="acme",outcome="ok"\} 1/);
+  assert.doesNotMatch(metricsB, /flowtest_jobs_total\{/, 'the holding node does not count the job');
+  assert.match(metricsB, /flowtest_workers_connected\{suite="acme",pool="pool1"\} 1/);
+  assert.doesNotMatch(metricsA, /flowtest_workers_connected\{/);
+  assert.match(metricsA, /flowtest_cluster_nodes 3/);
+
+  w.ws.close();
+  for (const n of nodes) await waitUntil(() => n.router.listWorkers().length === 0, 1000, 'the worker gone from every listing');
+  await waitAllEmpty(nodes);
+});
+
+test('cluster: every error code crosses nodes as on one node', async (t) => {
+  const { nodes } = await startCluster(t, 2, { maxQueue: 1 });
+  const [a, b] = nodes;
+  const w = await FakeAgent.connect(t, b.wsUrl, { concurrency: 1 });
+  await waitAnnounced(a, b, 'pool1', 1, 1);
+
+  // no_worker: no ready worker in the pool on any node, at once.
+  const t0 = Date.now();
+  const none = await dispatch(a, 'acme', { pool: 'nobody', request: req });
+  assert.equal(none.status, 503);
+  assert.equal(none.body.error.code, 'no_worker');
+  assert.ok(Date.now() - t0 < 500);
+
+  // An agent's error code.
+  let p = dispatch(a, 'acme', { pool: 'pool1', request: req });
+  let job = await w.nextJob();
+  w.send({ type: 'result', id: job.id, error: { code: 'target_unreachable', message: 'refused' } });
+  let r = await p;
+  assert.equal(r.status, 502);
+  assert.equal(r.body.error.code, 'target_unreachable');
+
+  // timeout: A's deadline decides; the worker at B is told to cancel.
+  p = dispatch(a, 'acme', { pool: 'pool1', timeoutMs: 300, request: req });
+  job = await w.nextJob();
+  r = await p;
+  assert.equal(r.status, 504);
+  assert.equal(r.body.error.code, 'timeout');
+  const cancel = await w.next('cancel', 2000);
+  assert.equal(cancel.id, job.id);
+
+  // cancelled: the CI client goes away; the worker at B is told to cancel.
+  const ac = new AbortController();
+  p = dispatch(a, 'acme', { pool: 'pool1', request: req }, { signal: ac.signal });
+  job = await w.nextJob();
+  ac.abort();
+  await assert.rejects(p);
+  assert.equal((await w.next('cancel', 2000)).id, job.id);
+  await waitAllEmpty(nodes);
+
+  // overloaded: B's one slot is held and its queue (1) is full.
+  await waitAnnounced(a, b, 'pool1', 1, 1);
+  const held = dispatch(a, 'acme', { pool: 'pool1', request: req });
+  const heldJob = await w.nextJob();
+  const queued = dispatch(a, 'acme', { pool: 'pool1', request: req });
+  await waitUntil(() => b.router.stats().queued === 1, 2000, 'the second job queued at B');
+  r = await dispatch(a, 'acme', { pool: 'pool1', request: req });
+  assert.equal(r.status, 429);
+  assert.equal(r.body.error.code, 'overloaded');
+
+  // worker_disconnected within 100 ms: the worker at B closes while it holds a job from A.
+  const t1 = Date.now();
+  w.ws.terminate();
+  r = await held;
+  assert.equal(r.body.error.code, 'worker_disconnected');
+  assert.ok(Date.now() - t1 <= 100, `failed after ${Date.now() - t1} ms`);
+  void heldJob;
+  // The queued job was never held: with no ready worker anywhere it fails no_worker (waitForWorkerMs 0), not a timeout.
+  r = await queued;
+  assert.equal(r.body.error.code, 'no_worker');
+  await waitAllEmpty(nodes);
+
+  // shutting_down: A leaves cleanly; B keeps serving.
+  await a.close();
+  r = await dispatch(b, 'acme', { pool: 'nobody', request: req });
+  assert.equal(r.body.error.code, 'no_worker');
+  await waitUntil(() => b.cluster!.liveNodes === 1, 1000, 'B to see A leave');
+});
+
+test('cluster: pinning reaches the node holding the worker; a pin to no open worker is no_worker', async (t) => {
+  const { nodes } = await startCluster(t, 3);
+  const [a, b, c] = nodes;
+  const wb = await FakeAgent.connect(t, b.wsUrl);
+  const wc = await FakeAgent.connect(t, c.wsUrl);
+  await waitUntil(() => a.router.listWorkers().length === 2, 1000, 'both workers listed at A');
+  for (const [w, other] of [[wc, wb], [wb, wc]] as const) {
+    const p = dispatch(a, 'acme', { pool: 'pool1', workerId: w.welcome.workerId, request: req });
+    const job = await w.nextJob();
+    w.reply(job.id, 200, 'pinned');
+    const r = await p;
+    assert.equal(r.body.workerId, w.welcome.workerId);
+    assert.equal(other.frames.filter((f) => f.type === 'job').length, 0);
+  }
+  const r = await dispatch(a, 'acme', { pool: 'pool1', workerId: 'no-such-worker', request: req });
+  assert.equal(r.body.error.code, 'no_worker');
+  await waitAllEmpty(nodes);
+});
+
+test('cluster: a job waiting for a worker (waitForWorkerMs) goes to the node where one connects', async (t) => {
+  const { nodes } = await startCluster(t, 2);
+  const [a, b] = nodes;
+  const p = dispatch(a, 'acme', { pool: 'pool1', waitForWorkerMs: 5000, request: req });
+  await waitUntil(() => a.router.stats().queued === 1, 2000, 'queued at A');
+  const w = await FakeAgent.connect(t, b.wsUrl);
+  const job = await w.nextJob(3000);
+  w.reply(job.id);
+  assert.equal((await p).status, 200);
+  await waitAllEmpty(nodes);
+});
+
+test('cluster: a queued job whose node lost its last ready worker is handed to a node with one (never held, so no retry)', async (t) => {
+  const { nodes } = await startCluster(t, 3);
+  const [a, b, c] = nodes;
+  const wb = await FakeAgent.connect(t, b.wsUrl, { concurrency: 1 });
+  await waitAnnounced(a, b, 'pool1', 1, 1);
+  const first = dispatch(a, 'acme', { pool: 'pool1', request: req });
+  await wb.nextJob();
+  await waitAnnounced(a, b, 'pool1', 1, 0);
+  const second = dispatch(a, 'acme', { pool: 'pool1', request: req });
+  await waitUntil(() => b.router.stats().queued === 1, 2000, 'the second job queued at B');
+  const wc = await FakeAgent.connect(t, c.wsUrl, { concurrency: 1 });
+  await waitAnnounced(b, c, 'pool1', 1, 1);
+  await waitAnnounced(a, c, 'pool1', 1, 1);
+  wb.ws.terminate();
+  assert.equal((await first).body.error.code, 'worker_disconnected');
+  const job = await wc.nextJob(2000);
+  wc.reply(job.id, 200, 'from c');
+  const r = await second;
+  assert.equal(r.status, 200);
+  assert.equal(r.body.response.body, 'from c');
+  await waitAllEmpty(nodes);
+});
