@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../../shared/errors.ts';
-import { httpRequestSchema, httpResponseSchema, idSchema, nameSchema, workerInfoSchema } from '../../shared/protocol.ts';
+import { bodyEncodingSchema, headersSchema, httpResponseSchema, idSchema, nameSchema, workerInfoSchema } from '../../shared/protocol.ts';
 
 /** A node id is one NATS subject token: no dots, spaces or wildcards. */
 export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -45,6 +45,19 @@ export type Announce = z.infer<typeof announceSchema>;
 
 const errorCodeSchema = z.string().refine((c): c is ErrorCode => Object.hasOwn(ERROR_CODES, c), 'unknown error code') as unknown as z.ZodType<ErrorCode>;
 
+/**
+ * A job's request as it crosses nodes: checked for shape only. The arrival node validated it
+ * in full at its HTTP boundary (URL, method token, base64 body); repeating the base64 and URL
+ * checks costs ~100 ms on a 5 MiB body under load, for input that a node made.
+ */
+const forwardedRequestSchema = z.strictObject({
+  method: z.string().min(1).max(32),
+  url: z.string().min(1).max(16 * 1024),
+  headers: headersSchema.optional(),
+  body: z.string().optional(),
+  bodyEncoding: bodyEncodingSchema.optional(),
+});
+
 const from = { from: nodeIdSchema, nonce: z.string().min(1).max(64) };
 
 export const inboxMessageSchema = z.discriminatedUnion('type', [
@@ -57,7 +70,7 @@ export const inboxMessageSchema = z.discriminatedUnion('type', [
     workerId: idSchema.optional(),
     timeoutMs: z.number().int().positive(),
     waitForWorkerMs: z.number().int().min(0),
-    request: httpRequestSchema,
+    request: forwardedRequestSchema,
   }),
   z.strictObject({
     type: z.literal('outcome'),

@@ -108,6 +108,12 @@ export class ClusterRouter implements Router {
   #workerSub: Subscription | null = null;
   #unobserveInner: (() => void) | null = null;
   #unlinkWatch: (() => void) | null = null;
+  /**
+   * Jobs sent to each node's pool since its last announcement (`node` → `suite/pool` → count):
+   * subtracted from the free slots it announced, so a burst does not pile onto the node that
+   * looked freest up to 450 ms ago. Reset by each announcement of that node; dropped with it.
+   */
+  readonly #sentSince = new Map<string, Map<string, number>>();
   /** Announced worker counts that disagreed with the directory, by node (two in a row: list again). */
   readonly #mismatch = new Map<string, number>();
   #shuttingDown = false;
@@ -336,6 +342,7 @@ export class ClusterRouter implements Router {
     this.bus.close();
     this.#directory.clear();
     this.#mismatch.clear();
+    this.#sentSince.clear();
     await this.link.close();
   }
 
@@ -380,7 +387,10 @@ export class ClusterRouter implements Router {
       for (const p of this.membership.peers()) {
         if (p.leaving || p.node === exclude) continue;
         const pa = p.pools.get(key);
-        if (pa && pa.ready > 0) others.push({ node: p.node, ready: pa.ready, freeSlots: pa.freeSlots, queued: pa.queued });
+        if (!pa || pa.ready === 0) continue;
+        const sent = this.#sentSince.get(p.node)?.get(key) ?? 0;
+        const freeSlots = Math.max(0, pa.freeSlots - sent);
+        others.push({ node: p.node, ready: pa.ready, freeSlots, queued: pa.queued + Math.max(0, sent - pa.freeSlots) });
       }
     }
     const chosen = chooseNode(self ? { node: this.options.nodeId, ...self } : null, others);
@@ -436,6 +446,13 @@ export class ClusterRouter implements Router {
       request: a.request,
     });
     if (!sent) return this.#unreachable(a);
+    let sentTo = this.#sentSince.get(node);
+    if (!sentTo) {
+      sentTo = new Map();
+      this.#sentSince.set(node, sentTo);
+    }
+    const key = poolKey(a.suite, a.pool);
+    sentTo.set(key, (sentTo.get(key) ?? 0) + 1);
     a.remoteNode = node;
     let set = this.#atNode.get(node);
     if (!set) {
@@ -708,6 +725,7 @@ export class ClusterRouter implements Router {
   }
 
   #peerUpdated(p: Peer): void {
+    this.#sentSince.delete(p.node);
     // The directory is kept by events; a count that disagrees twice in a row means some were lost.
     if (p.workers !== this.#directory.count(p.node)) {
       const n = (this.#mismatch.get(p.node) ?? 0) + 1;
@@ -737,6 +755,7 @@ export class ClusterRouter implements Router {
 
   #peerLeft(p: Peer, reason: LeaveReason): void {
     this.#mismatch.delete(p.node);
+    this.#sentSince.delete(p.node);
     this.#directory.dropNode(p.node);
     this.bus.dropSender(p.nonce);
     const at = this.#atNode.get(p.node);
