@@ -166,3 +166,31 @@ test('cluster: a queued job whose node lost its last ready worker is handed to a
   assert.equal(r.body.response.body, 'from c');
   await waitAllEmpty(nodes);
 });
+
+test('cluster: a node shutting down cleanly says so at once, finishes its jobs within the grace, and the others keep serving', async (t) => {
+  const { nodes } = await startCluster(t, 2);
+  const [a, b] = nodes;
+  const { startTestServer } = await import('../helpers/server.ts');
+  const { waitFormed } = await import('../helpers/cluster-nodes.ts');
+  const c = await startTestServer(t, { nats: `nats://${a.cluster!.link.nc.getServer()}`, nodeId: 'n3', shutdownGraceMs: 5000 });
+  await waitFormed([a, b, c]);
+  const wc = await FakeAgent.connect(t, c.wsUrl, { concurrency: 1 });
+  const wb = await FakeAgent.connect(t, b.wsUrl, { concurrency: 1 });
+  await waitAnnounced(a, c, 'pool1', 1, 1);
+  const pinned = dispatch(a, 'acme', { pool: 'pool1', workerId: wc.welcome.workerId, request: req });
+  const job = await wc.nextJob();
+  const closing = c.close();
+  await waitUntil(() => a.cluster!.membership.peer('n3')?.leaving === true, 1000, 'A to hear C leaving');
+  // New work goes elsewhere while C finishes what it holds.
+  const other = dispatch(a, 'acme', { pool: 'pool1', request: req });
+  const jb = await wb.nextJob();
+  wb.reply(jb.id, 200, 'b');
+  assert.equal((await other).status, 200);
+  wc.reply(job.id, 200, 'c finished');
+  const r = await pinned;
+  assert.equal(r.status, 200);
+  assert.equal(r.body.response.body, 'c finished');
+  await closing;
+  await waitUntil(() => a.cluster!.liveNodes === 2 && a.router.listWorkers().length === 1, 1000, 'C gone from A');
+  await waitAllEmpty([a, b]);
+});
