@@ -150,3 +150,11 @@ test('node bus: invalid messages are dropped, valid ones still arrive', async (t
   await waitUntil(() => got.length === 1, 3000, 'the valid message');
   assert.equal(got[0].type, 'cancel');
 });
+
+test('NATS link: a tls:// URL refuses a NATS without TLS', async (t) => {
+  const nats = await startNats(t);
+  await assert.rejects(
+    NatsLink.open({ urls: `tls://127.0.0.1:${nats.port}`, name: 'test', connectTimeoutMs: 2000 }, log),
+    /does not support 'tls'/,
+  );
+});
