@@ -19,6 +19,10 @@ export interface JobSummary {
   request: HttpRequest;
   response: HttpResponse | null;
   error: { code: ErrorCode; message: string } | null;
+  /** In a cluster: the node the dispatch arrived at (which answered it). */
+  node?: string;
+  /** In a cluster: recorded from another node's job feed, bodies cut to a preview (never replayed here). */
+  remote?: true;
 }
 
 export type RouterEvent =

@@ -90,6 +90,24 @@ export type InboxMessage = z.infer<typeof inboxMessageSchema>;
 /** A message as sent: the bus adds `from` and `nonce`. */
 export type OutboundMessage = InboxMessage extends infer M ? (M extends unknown ? Omit<M, 'from' | 'nonce'> : never) : never;
 
+/** One ended job for the consoles of the other nodes: headers as sent, bodies cut to a preview. */
+export const feedEntrySchema = z.strictObject({
+  node: nodeIdSchema,
+  job: z.strictObject({
+    id: idSchema,
+    suite: nameSchema,
+    pool: nameSchema,
+    workerId: z.string().nullable(),
+    acceptedAt: z.number(),
+    durationMs: z.number(),
+    outcome: z.union([z.literal('ok'), errorCodeSchema]),
+    request: forwardedRequestSchema,
+    response: z.strictObject({ status: z.number().int(), headers: headersSchema, body: z.string(), bodyEncoding: bodyEncodingSchema }).nullable(),
+    error: z.strictObject({ code: errorCodeSchema, message: z.string().max(8192) }).nullable(),
+  }),
+});
+export type FeedEntry = z.infer<typeof feedEntrySchema>;
+
 export const workerEventSchema = z.strictObject({
   node: nodeIdSchema,
   nonce: z.string().min(1).max(64),

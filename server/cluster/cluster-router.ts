@@ -26,7 +26,9 @@ import type { Metrics } from '../metrics.ts';
 import { poolKey } from '../pool.ts';
 import type { RouterEvent, RouterObserver } from '../router-events.ts';
 import { dispatchWithSignal, type JobCaller, type Outcome, type PoolStats, type Router, type RouterStats, type WorkerHandle } from '../router.ts';
-import { SUBJECTS, workerEventSchema, type InboxMessage, type PoolAnnounce, type WorkerEvent } from './cluster-protocol.ts';
+import { feedEntrySchema, SUBJECTS, workerEventSchema, type FeedEntry, type InboxMessage, type PoolAnnounce, type WorkerEvent } from './cluster-protocol.ts';
+import type { HttpResponse } from '../../shared/protocol.ts';
+import type { JobSummary } from '../router-events.ts';
 import { Membership, type LeaveReason, type Peer } from './membership.ts';
 import type { NatsLink } from './nats-link.ts';
 import { NodeBus } from './node-bus.ts';
@@ -39,6 +41,9 @@ import type { Subscription } from '@nats-io/transport-node';
  * the arrival node's timeout (and its cancel) decides, as on one node.
  */
 const REMOTE_DEADLINE_GRACE_MS = 250;
+
+/** Body characters a job-feed entry carries to the other nodes' consoles (their preview size). */
+const FEED_BODY_CHARS = 8 * 1024;
 
 export interface ClusterRouterOptions {
   nodeId: string;
@@ -104,8 +109,9 @@ export class ClusterRouter implements Router {
   readonly #observers = new Set<RouterObserver>();
   readonly membership: Membership;
   readonly bus: NodeBus;
-  /** Worker events of other nodes; owner: this router, unsubscribed by shutdown. */
+  /** Worker events and job feed of other nodes; owner: this router, unsubscribed by stop. */
   #workerSub: Subscription | null = null;
+  #feedSub: Subscription | null = null;
   #unobserveInner: (() => void) | null = null;
   #unlinkWatch: (() => void) | null = null;
   /**
@@ -171,6 +177,19 @@ export class ClusterRouter implements Router {
         }
         const e = workerEventSchema.safeParse(parsed);
         if (e.success) this.#onWorkerEvent(e.data);
+      },
+    });
+    this.#feedSub = this.link.nc.subscribe(SUBJECTS.feed, {
+      callback: (err, msg) => {
+        if (err || this.#observers.size === 0) return;
+        let parsed: unknown;
+        try {
+          parsed = msg.json();
+        } catch {
+          return;
+        }
+        const f = feedEntrySchema.safeParse(parsed);
+        if (f.success && f.data.node !== this.options.nodeId) this.#emit({ kind: 'job-end', job: { ...f.data.job, node: f.data.node, remote: true } });
       },
     });
     this.#unobserveInner = this.inner.observe((e) => this.#onInnerEvent(e));
@@ -338,6 +357,8 @@ export class ClusterRouter implements Router {
     this.#unlinkWatch?.();
     this.#workerSub?.unsubscribe();
     this.#workerSub = null;
+    this.#feedSub?.unsubscribe();
+    this.#feedSub = null;
     this.membership.close();
     this.bus.close();
     this.#directory.clear();
@@ -492,23 +513,21 @@ export class ClusterRouter implements Router {
     const seconds = (performance.now() - a.acceptedAt) / 1000;
     const code = outcome.ok ? 'ok' : outcome.error.code;
     this.metrics.jobEnded(a.suite, a.pool, code, seconds);
-    if (this.#observers.size > 0) {
-      this.#emit({
-        kind: 'job-end',
-        job: {
-          id: a.id,
-          suite: a.suite,
-          pool: a.pool,
-          workerId: outcome.ok ? outcome.value.workerId : null,
-          acceptedAt: a.acceptedAtEpoch,
-          durationMs: Math.round(seconds * 100_000) / 100,
-          outcome: code,
-          request: a.request,
-          response: outcome.ok ? outcome.value.response : null,
-          error: outcome.ok ? null : { code: outcome.error.code, message: outcome.error.message },
-        },
-      });
-    }
+    const job: JobSummary = {
+      id: a.id,
+      suite: a.suite,
+      pool: a.pool,
+      workerId: outcome.ok ? outcome.value.workerId : null,
+      acceptedAt: a.acceptedAtEpoch,
+      durationMs: Math.round(seconds * 100_000) / 100,
+      outcome: code,
+      request: a.request,
+      response: outcome.ok ? outcome.value.response : null,
+      error: outcome.ok ? null : { code: outcome.error.code, message: outcome.error.message },
+      node: this.options.nodeId,
+    };
+    if (this.#observers.size > 0) this.#emit({ kind: 'job-end', job });
+    this.#publishFeed(job);
     a.caller.settle(outcome);
   }
 
@@ -682,6 +701,33 @@ export class ClusterRouter implements Router {
     }
   }
 
+  /** The whole cluster's job feed: every node's consoles see the jobs that arrived here. */
+  #publishFeed(job: JobSummary): void {
+    if (!this.link.connected || this.#stopped) return;
+    const cutBody = <T extends { body?: string; bodyEncoding?: 'utf8' | 'base64' }>(m: T): T =>
+      m.body !== undefined && m.body.length > FEED_BODY_CHARS ? { ...m, body: m.bodyEncoding === 'base64' ? '' : m.body.slice(0, FEED_BODY_CHARS) } : m;
+    const entry: FeedEntry = {
+      node: this.options.nodeId,
+      job: {
+        id: job.id,
+        suite: job.suite,
+        pool: job.pool,
+        workerId: job.workerId,
+        acceptedAt: job.acceptedAt,
+        durationMs: job.durationMs,
+        outcome: job.outcome,
+        request: cutBody(job.request),
+        response: job.response ? (cutBody(job.response) as HttpResponse) : null,
+        error: job.error,
+      },
+    };
+    try {
+      this.link.nc.publish(SUBJECTS.feed, JSON.stringify(entry));
+    } catch (err) {
+      this.log.warn({ err }, 'job feed entry not published');
+    }
+  }
+
   #publishWorker(kind: WorkerEvent['kind'], workerId: string, worker?: WorkerInfo): void {
     if (!this.link.connected || this.#stopped) return;
     const e: WorkerEvent = { node: this.options.nodeId, nonce: this.options.nonce, kind, workerId, ...(worker ? { worker: { ...worker, node: this.options.nodeId } } : {}) };
@@ -697,8 +743,14 @@ export class ClusterRouter implements Router {
     const peer = this.membership.peer(e.node);
     // Before a node's first announcement its listing (asked for on join) brings these.
     if (!peer || peer.nonce !== e.nonce) return;
-    if (e.kind === 'down') this.#directory.remove(e.node, e.workerId);
-    else if (e.worker) this.#directory.upsert(e.node, e.worker);
+    if (e.kind === 'down') {
+      const w = this.#directory.get(e.node, e.workerId);
+      this.#directory.remove(e.node, e.workerId);
+      if (w && this.#observers.size > 0) this.#emit({ kind: 'worker-down', workerId: w.id, suite: w.suite, pool: w.name, reason: `gone from node ${e.node}` });
+    } else if (e.worker) {
+      this.#directory.upsert(e.node, e.worker);
+      if (this.#observers.size > 0) this.#emit({ kind: e.kind === 'up' ? 'worker-up' : 'worker-draining', worker: { ...e.worker, node: e.node } });
+    }
   }
 
   /** Worker events of this node's LocalRouter go to the console; job ends are ours (#finish). */
@@ -756,6 +808,9 @@ export class ClusterRouter implements Router {
   #peerLeft(p: Peer, reason: LeaveReason): void {
     this.#mismatch.delete(p.node);
     this.#sentSince.delete(p.node);
+    if (this.#observers.size > 0) {
+      for (const w of this.#directory.ofNode(p.node)) this.#emit({ kind: 'worker-down', workerId: w.id, suite: w.suite, pool: w.name, reason: `node ${p.node} ${reason}` });
+    }
     this.#directory.dropNode(p.node);
     this.bus.dropSender(p.nonce);
     const at = this.#atNode.get(p.node);

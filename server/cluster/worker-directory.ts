@@ -46,6 +46,15 @@ export class WorkerDirectory {
     this.#byNode.delete(node);
   }
 
+  /** A node's workers (for the console when the node goes). */
+  ofNode(node: string): WorkerInfo[] {
+    return [...(this.#byNode.get(node)?.values() ?? [])];
+  }
+
+  get(node: string, workerId: string): WorkerInfo | undefined {
+    return this.#byNode.get(node)?.get(workerId);
+  }
+
   /** The node holding a worker, if any other node does. */
   nodeOf(workerId: string): string | undefined {
     return this.#nodeOf.get(workerId);

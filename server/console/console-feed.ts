@@ -201,7 +201,7 @@ export class ConsoleFeed {
     const failed = job.outcome !== 'ok';
     this.#rates.record(Date.now(), failed);
     this.#pools.see(job.suite, job.pool);
-    const replayable = failed && this.#options.replayKeep > 0 && requestSize(job) <= this.#options.replayMaxBytes;
+    const replayable = failed && !job.remote && this.#options.replayKeep > 0 && requestSize(job) <= this.#options.replayMaxBytes;
     const details = recordJob(seq, job, replayable, DEFAULT_PREVIEW_LIMITS, this.#mask);
     const slot = seq % this.#ring.length;
     const evicted = this.#ring[slot];

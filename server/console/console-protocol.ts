@@ -69,6 +69,8 @@ export interface JobRow {
   durationMs: number;
   /** The original request is kept, so Replay can re-send it. */
   replayable: boolean;
+  /** In a cluster: the node the dispatch arrived at. */
+  node?: string;
 }
 
 export interface JobDetails extends JobRow {

@@ -128,6 +128,7 @@ export function recordJob(seq: number, job: JobSummary, replayable: boolean, lim
     outcome: job.outcome,
     durationMs: job.durationMs,
     replayable,
+    ...(job.node !== undefined ? { node: job.node } : {}),
   };
   return {
     ...row,
@@ -157,6 +158,7 @@ export function rowOf(d: JobDetails): JobRow {
     outcome: d.outcome,
     durationMs: d.durationMs,
     replayable: d.replayable,
+    ...(d.node !== undefined ? { node: d.node } : {}),
   };
 }
 

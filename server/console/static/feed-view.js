@@ -88,7 +88,7 @@ export class FeedView {
     const tr = h('tr', { class: failed ? 'fail' : null, tabindex: 0, dataset: { jobId: r.id, outcome: r.outcome } },
       h('td', { title: new Date(r.at).toISOString() }, fmtClock(r.at)),
       h('td', null, `${r.suite} / ${r.pool}`),
-      h('td', { class: 'worker', title: r.workerId ?? 'never reached a worker' }, shortId(r.workerId)),
+      h('td', { class: 'worker', title: `${r.workerId ?? 'never reached a worker'}${r.node ? ` · arrived at node ${r.node}` : ''}` }, shortId(r.workerId)),
       h('td', null, r.method),
       h('td', { class: 'url', title: r.url }, r.url),
       h('td', { class: statusClass }, failed ? r.outcome : r.status),

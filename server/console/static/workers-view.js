@@ -116,7 +116,7 @@ export class WorkersView {
     };
     r.since.title = new Date(w.connectedAt).toLocaleString();
     r.tr = h('tr', { dataset: { workerId: w.id } },
-      h('td', { class: 'id', title: w.node ? `${w.id} on node ${w.node}` : w.id }, shortId(w.id)),
+      h('td', { class: 'id', title: w.node ? `${w.id} on node ${w.node}` : w.id }, shortId(w.id), w.node ? h('span', { class: 'node muted' }, ` @${w.node}`) : null),
       h('td', null, state),
       h('td', null, h('span', { class: 'load' }, load, bar)),
       r.rtt, r.pong, r.since,
