@@ -6,14 +6,19 @@
  * When the agent is listed, prints commands that work as printed. Ctrl-C (or SIGTERM) stops
  * everything it started, in reverse order, and removes the temp dir.
  *
+ * `npm run demo -- --cluster`: a NATS (the `nats-server` binary on PATH, or Debian's in
+ * /usr/sbin) and two server nodes on it; the agent connects to the first node and the printed
+ * dispatch commands go to the second, so every job crosses nodes.
+ *
  * The children run in their own process group, so a terminal's Ctrl-C reaches only this
  * process, which then sends each child exactly one SIGTERM (a second signal would make the
  * server and agent skip their graceful shutdown).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,6 +60,18 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
 /** The environment without the user's FLOWTEST_* variables, so the demo runs as written here. */
 function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -63,7 +80,18 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 function startChild(name: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+  return startProcess(name, process.execPath, ['--import', 'tsx', CLI, ...args], env);
+}
+
+/** `nats-server` on PATH, else Debian's binary; null when neither is there. */
+function natsServerBinary(): string | null {
+  const onPath = spawnSync('nats-server', ['--version'], { stdio: 'ignore' });
+  if (!onPath.error && onPath.status === 0) return 'nats-server';
+  return existsSync('/usr/sbin/nats-server') ? '/usr/sbin/nats-server' : null;
+}
+
+function startProcess(name: string, command: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(command, args, {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -148,26 +176,55 @@ async function main(): Promise<void> {
   // The agent reaches loopback only when named: name the demo target's address and port, nothing more.
   const allowed = new URL(target).host;
 
+  const cluster = process.argv.slice(2).includes('--cluster');
+  const serverArgs = ['--host', '127.0.0.1', '--tokens-file', tokensFile, '--shutdown-grace-ms', '5000'];
+  let natsUrl = '';
+  if (cluster) {
+    const bin = natsServerBinary();
+    if (!bin) throw new Error('--cluster needs nats-server on PATH or in /usr/sbin (Debian: apt-get install nats-server)');
+    const natsPort = await freePort();
+    natsUrl = `nats://127.0.0.1:${natsPort}`;
+    startProcess('nats', bin, ['-a', '127.0.0.1', '-p', String(natsPort)], cleanEnv({}));
+  }
+
   const port = await freePort();
   const server = `http://127.0.0.1:${port}`;
-  startChild('server', ['server', '--host', '127.0.0.1', '--port', String(port), '--tokens-file', tokensFile, '--shutdown-grace-ms', '5000'], cleanEnv({}));
+  const clusterArgs = (id: string) => (cluster ? ['--nats', natsUrl, '--node-id', id] : []);
+  // With NATS just started, a node may find it not yet listening: it exits 1, and the demo stops with a clear line.
+  if (cluster) await waitFor('nats', async () => portOpen(Number(new URL(natsUrl.replace('nats:', 'http:')).port)));
+  startChild(cluster ? 'node-1' : 'server', ['server', '--port', String(port), ...serverArgs, ...clusterArgs('demo-1')], cleanEnv({}));
   await waitFor('server', async () => (await fetch(`${server}/healthz`)).ok);
+  let dispatchServer = server;
+  if (cluster) {
+    const port2 = await freePort();
+    dispatchServer = `http://127.0.0.1:${port2}`;
+    startChild('node-2', ['server', '--port', String(port2), ...serverArgs, ...clusterArgs('demo-2')], cleanEnv({}));
+    await waitFor('node-2', async () => (await fetch(`${dispatchServer}/readyz`)).ok);
+  }
 
   startChild(
     'agent',
     ['agent', '--server', `ws://127.0.0.1:${port}`, '--suite', SUITE, '--name', POOL, '--allow-host', allowed, '--drain-timeout-ms', '5000'],
     cleanEnv({ FLOWTEST_TOKEN: tokens.worker }),
   );
-  await waitFor('agent', async () => (await listWorkers({ server, token: tokens.client, suite: SUITE })).length > 0);
+  // In a cluster, wait until the second node lists the agent: then dispatches there find it.
+  await waitFor('agent', async () => (await listWorkers({ server: dispatchServer, token: tokens.client, suite: SUITE })).length > 0);
 
   const cmd = `FLOWTEST_TOKEN=${tokens.client} node bin/flowtest.js`;
-  const opts = `--server ${server} --suite ${SUITE} --pool ${POOL}`;
+  const opts = `--server ${dispatchServer} --suite ${SUITE} --pool ${POOL}`;
   process.stdout.write(
     [
       '',
       'flowtest demo is running (commands below work from this checkout):',
       `  target  ${target}  routes /hello /echo /status/NNN /bytes /slow?ms=N`,
-      `  server  ${server}  (tokens in ${tokensFile})`,
+      ...(cluster
+        ? [
+            `  nats    ${natsUrl}`,
+            `  node-1  ${server}  (node id demo-1; the agent is connected here)`,
+            `  node-2  ${dispatchServer}  (node id demo-2; the commands below dispatch here, so jobs cross nodes)`,
+            `  tokens  ${tokensFile}`,
+          ]
+        : [`  server  ${server}  (tokens in ${tokensFile})`]),
       `  agent   suite ${SUITE}, pool ${POOL}, allowed host ${allowed} only`,
       '',
       'Send a request through the agent:',
@@ -175,9 +232,9 @@ async function main(): Promise<void> {
       `  ${cmd} dispatch ${opts} -i POST ${target}/echo -H 'content-type: application/json' --data '{"hi":1}'`,
       `  ${cmd} dispatch ${opts} --timeout-ms 1000 GET '${target}/slow?ms=5000'   # → timeout, exit 1`,
       'List workers:',
-      `  ${cmd} workers --server ${server} --suite ${SUITE}`,
+      `  ${cmd} workers --server ${dispatchServer} --suite ${SUITE}`,
       'Console:',
-      `  ${server}/console#token=${tokens.admin}`,
+      `  ${dispatchServer}/console#token=${tokens.admin}`,
       '',
       'Ctrl-C stops everything.',
       '',
