@@ -6,13 +6,14 @@
  * a missed target is a result, not a failure.
  *
  *   npm run bench                          # everything (about 7 minutes)
- *   npm run bench -- dispatch              # one or more of: dispatch scale failure profile (run in that order)
+ *   npm run bench -- dispatch              # one or more of: dispatch scale failure profile cluster (run in that order)
  *   npm run bench -- dispatch profile --quick   # shorter windows (fewer requests), 3 repetitions instead of 5;
  *                                               # scale --quick stops at 10,000 workers
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { measureCluster } from './cluster.ts';
 import { measureDispatch } from './dispatch.ts';
 import { measureFailure } from './failure.ts';
 import { measureProfile } from './profile.ts';
@@ -20,7 +21,7 @@ import { measureScale, openFilesLimit } from './scale.ts';
 import { killAll, startChild, startNoiseMeter } from './harness/processes.ts';
 import { num } from './harness/stats.ts';
 
-const ALL = ['dispatch', 'scale', 'failure', 'profile'] as const;
+const ALL = ['dispatch', 'scale', 'failure', 'profile', 'cluster'] as const;
 type Phase = (typeof ALL)[number];
 
 const args = process.argv.slice(2);
@@ -82,6 +83,16 @@ try {
         } else if (phase === 'failure') {
           const report = await measureFailure({ target, loadgen }, { reps: 3, jobsInFlight: 50, heartbeatMs: 1000 });
           print('3. Failure timing', report.text);
+        } else if (phase === 'cluster') {
+          const report = await measureCluster({ target, loadgen }, {
+            concurrencies: [1, 16, 64],
+            reps: quick ? 3 : 5,
+            warmupMs: quick ? 150 : 250,
+            windowMs: quick ? 600 : 1500,
+            agentConcurrency: 64,
+            jobsInFlight: 20,
+          });
+          print('5. Cluster: the cross-node hop', report.text);
         } else if (phase === 'scale') {
           // As many workers as fit under the open-files limit, leaving room for the server's own files.
           const top = Math.min(20_000, Math.floor((openFilesLimit() - 500) / 1000) * 1000);

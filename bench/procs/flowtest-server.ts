@@ -11,9 +11,17 @@ import { startServer } from '../../server/server.ts';
 import { childConfig, serveBench } from '../harness/child.ts';
 import { benchTokenStore } from '../harness/token-store.ts';
 
-const config = childConfig<{ heartbeatMs?: number; maxQueue?: number }>();
+const config = childConfig<{ heartbeatMs?: number; maxQueue?: number; nats?: string; nodeId?: string }>();
 const server = await startServer(
-  { host: '127.0.0.1', port: 0, shutdownGraceMs: 0, maxQueue: config.maxQueue ?? 10_000, ...(config.heartbeatMs ? { heartbeatMs: config.heartbeatMs } : {}) },
+  {
+    host: '127.0.0.1',
+    port: 0,
+    shutdownGraceMs: 0,
+    maxQueue: config.maxQueue ?? 10_000,
+    ...(config.heartbeatMs ? { heartbeatMs: config.heartbeatMs } : {}),
+    // A cluster node (bench/cluster.ts).
+    ...(config.nats ? { nats: config.nats, nodeId: config.nodeId } : {}),
+  },
   { tokens: benchTokenStore(), logger: createLogger({ level: 'info' }) },
 );
 
