@@ -131,7 +131,23 @@ export async function measureCluster(env: { target: BenchChild; loadgen: BenchCh
         body: JSON.stringify({ pool: POOL, timeoutMs: 60_000, request: { method: 'GET', url: `${target.info.url as string}/hang` } }),
         n,
       });
+    /** Waits until every job of a burst is held at the target; fails with their answers if they came back instead. */
+    const atTarget = async (answers: Promise<BurstAnswer[]>) => {
+      let early: BurstAnswer[] | null = null;
+      void answers.then((x) => (early = x));
+      await waitFor('jobs at the target', async () => {
+        if (early) throw new Error(`the burst was answered before reaching the target: ${[...new Set(early.map((x) => `${x.status} ${x.code}`))].join(', ')}`);
+        return (await target.call<number>('held')) === opts.jobsInFlight;
+      }, 10_000, 2);
+    };
     const workerLoss: number[] = [];
+    /** Kill → node B decides the worker is gone (its registry's onGone, stamped inside B). */
+    const bNotices: number[] = [];
+    const goneAt: number[] = [];
+    const watchGone = (node: BenchChild) => node.onEvent((event, data: { atMs: number }) => {
+      if (event === 'gone') goneAt.push(data.atMs);
+    });
+    watchGone(nodeB);
     const nodeDeath: number[] = [];
     const listingGone: number[] = [];
     const codes = new Set<string>();
@@ -139,12 +155,14 @@ export async function measureCluster(env: { target: BenchChild; loadgen: BenchCh
       // The agent on B killed while A waits on its jobs.
       {
         const answers = burstAtA(opts.jobsInFlight);
-        await waitFor('jobs at the target', async () => (await target.call<number>('held')) === opts.jobsInFlight, 10_000, 2);
+        await atTarget(answers);
         await sleep(50);
         const killedAt = nowMs();
         agent!.signal('SIGKILL');
         const answered = await answers;
         workerLoss.push(Math.max(...answered.map((x) => x.atMs)) - killedAt);
+        const noticed = goneAt.find((g) => g >= killedAt);
+        if (noticed !== undefined) bNotices.push(noticed - killedAt);
         for (const x of answered) codes.add(`worker killed: ${x.status} ${x.code}`);
         await agent!.exited;
         await target.call('release');
@@ -155,7 +173,7 @@ export async function measureCluster(env: { target: BenchChild; loadgen: BenchCh
         await waitFor('the agent listed at node A', async () => (await listedAt(nodeA)) === 1, 20_000, 20);
         await waitFor('a cross-node dispatch', async () => (await fetch(urlOf('cross-node'), { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body })).ok, 10_000, 50);
         const answers = burstAtA(opts.jobsInFlight);
-        await waitFor('jobs at the target', async () => (await target.call<number>('held')) === opts.jobsInFlight, 10_000, 2);
+        await atTarget(answers);
         await sleep(50);
         const killedAt = nowMs();
         nodeB.process.kill('SIGKILL');
@@ -169,6 +187,7 @@ export async function measureCluster(env: { target: BenchChild; loadgen: BenchCh
         await target.call('release');
         b = await startNode('bench-b');
         nodeB = b;
+        watchGone(nodeB);
         agent = startAgent(nodeB, opts.agentConcurrency);
         await waitFor('the agent listed at node A', async () => (await listedAt(nodeA)) === 1, 20_000, 20);
       }
@@ -193,6 +212,7 @@ export async function measureCluster(env: { target: BenchChild; loadgen: BenchCh
     const nd = summarize(nodeDeath);
     const lg = summarize(listingGone);
     targets.push([`agent on B killed, ${opts.jobsInFlight} jobs from A in flight: kill → last answer at A`, med(wl, 1, ' ms'), `≤ 100 ms: ${verdict(wl.max <= 100)}`]);
+    if (bNotices.length > 0) targets.push(['… of which kill → node B notices the worker gone', med(summarize(bNotices), 1, ' ms'), '']);
     targets.push([`node B killed, ${opts.jobsInFlight} jobs from A in flight: kill → last answer at A`, med(nd, 0, ' ms'), `≤ 3 s: ${verdict(nd.max <= 3000)}`]);
     targets.push(['node B killed: kill → its worker gone from A\'s listing', med(lg, 0, ' ms'), `≤ 3 s: ${verdict(lg.max <= 3000)}`]);
     const failures = problems.length > 0 ? `\n\nFailed requests:\n${problems.map((p) => `- ${p}`).join('\n')}` : '';

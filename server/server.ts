@@ -117,6 +117,7 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
     { router, tokens, log, allowedOrigins: config.consoleOrigin, refusals, guard: auth, addresses },
     { maxRequestBytes: config.maxPayloadBytes, maskHeaders: config.consoleMaskHeader },
   );
+  cluster?.watchConsoles(() => consoleGateway.openConsoles);
   let shuttingDown = false;
   const api = createHttpApi({
     router, tokens, guard: auth, addresses, metrics, log, maxPayloadBytes: config.maxPayloadBytes, isShuttingDown: () => shuttingDown, refusals,

@@ -39,6 +39,8 @@ export const announceSchema = z.strictObject({
   state: z.enum(['up', 'leaving', 'gone']),
   /** Workers it holds (a listing that counts otherwise is out of step and asks again). */
   workers: z.number().int().min(0),
+  /** A console is open there: the others send it their job feed (nobody pays for a feed no one reads). */
+  consoles: z.boolean(),
   pools: z.array(poolAnnounceSchema).max(100_000),
 });
 export type Announce = z.infer<typeof announceSchema>;

@@ -124,6 +124,8 @@ export class ClusterRouter implements Router {
   readonly #mismatch = new Map<string, number>();
   #shuttingDown = false;
   #stopped = false;
+  /** Consoles open on this node (set by the server once its console gateway exists). */
+  #openConsoles: () => number = () => 0;
   #onArrivalsIdle: (() => void) | null = null;
 
   constructor(
@@ -151,6 +153,7 @@ export class ClusterRouter implements Router {
         nonce: options.nonce,
         localPools: () => this.#localPools(),
         localWorkers: () => inner.stats().workers,
+        localConsoles: () => this.#openConsoles() > 0,
         announceMs: options.announceMs,
         deadAfterMs: options.deadAfterMs,
       },
@@ -161,6 +164,11 @@ export class ClusterRouter implements Router {
 
   get nodeId(): string {
     return this.options.nodeId;
+  }
+
+  /** How many consoles are open here: the job feed is sent and read only while someone watches. */
+  watchConsoles(count: () => number): void {
+    this.#openConsoles = count;
   }
 
   /** Starts listening and announcing. */
@@ -181,7 +189,7 @@ export class ClusterRouter implements Router {
     });
     this.#feedSub = this.link.nc.subscribe(SUBJECTS.feed, {
       callback: (err, msg) => {
-        if (err || this.#observers.size === 0) return;
+        if (err || this.#observers.size === 0 || this.#openConsoles() === 0) return;
         let parsed: unknown;
         try {
           parsed = msg.json();
@@ -703,7 +711,7 @@ export class ClusterRouter implements Router {
 
   /** The whole cluster's job feed: every node's consoles see the jobs that arrived here. */
   #publishFeed(job: JobSummary): void {
-    if (!this.link.connected || this.#stopped) return;
+    if (!this.link.connected || this.#stopped || !this.#someoneWatches()) return;
     const cutBody = <T extends { body?: string; bodyEncoding?: 'utf8' | 'base64' }>(m: T): T =>
       m.body !== undefined && m.body.length > FEED_BODY_CHARS ? { ...m, body: m.bodyEncoding === 'base64' ? '' : m.body.slice(0, FEED_BODY_CHARS) } : m;
     const entry: FeedEntry = {
@@ -726,6 +734,11 @@ export class ClusterRouter implements Router {
     } catch (err) {
       this.log.warn({ err }, 'job feed entry not published');
     }
+  }
+
+  #someoneWatches(): boolean {
+    for (const p of this.membership.peers()) if (p.consoles) return true;
+    return false;
   }
 
   #publishWorker(kind: WorkerEvent['kind'], workerId: string, worker?: WorkerInfo): void {

@@ -27,6 +27,8 @@ export interface Peer {
   leaving: boolean;
   /** Workers it said it holds. */
   workers: number;
+  /** It has a console open (wants the job feed). */
+  consoles: boolean;
   lastHeardAt: number;
   /** Pools by `suite/pool`, from its last announcement. */
   pools: Map<string, PoolAnnounce>;
@@ -49,6 +51,8 @@ export interface MembershipOptions {
   localPools(): PoolAnnounce[];
   /** Workers this node holds now. */
   localWorkers(): number;
+  /** Whether a console is open here now. */
+  localConsoles?(): boolean;
   announceMs?: number;
   deadAfterMs?: number;
 }
@@ -181,6 +185,7 @@ export class Membership {
       nonce: this.options.nonce,
       state: this.#state,
       workers: gone ? 0 : this.options.localWorkers(),
+      consoles: !gone && (this.options.localConsoles?.() ?? false),
       pools: gone ? [] : this.options.localPools(),
     };
     try {
@@ -209,10 +214,11 @@ export class Membership {
       peer.pools = pools;
       peer.leaving = a.state === 'leaving';
       peer.workers = a.workers;
+      peer.consoles = a.consoles;
       this.events.updated(peer);
       return;
     }
-    const fresh: Peer = { node: a.node, nonce: a.nonce, leaving: a.state === 'leaving', workers: a.workers, lastHeardAt: Date.now(), pools };
+    const fresh: Peer = { node: a.node, nonce: a.nonce, leaving: a.state === 'leaving', workers: a.workers, consoles: a.consoles, lastHeardAt: Date.now(), pools };
     this.#peers.set(a.node, fresh);
     this.log.info({ node: a.node }, 'cluster node joined');
     this.events.joined(fresh);

@@ -177,6 +177,8 @@ test('cluster: a node shutting down cleanly says so at once, finishes its jobs w
   const wc = await FakeAgent.connect(t, c.wsUrl, { concurrency: 1 });
   const wb = await FakeAgent.connect(t, b.wsUrl, { concurrency: 1 });
   await waitAnnounced(a, c, 'pool1', 1, 1);
+  await waitAnnounced(a, b, 'pool1', 1, 1);
+  await waitUntil(() => a.router.listWorkers().length === 2, 1000, 'both workers listed at A');
   const pinned = dispatch(a, 'acme', { pool: 'pool1', workerId: wc.welcome.workerId, request: req });
   const job = await wc.nextJob();
   const closing = c.close();
