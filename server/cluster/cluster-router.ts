@@ -703,7 +703,10 @@ export class ClusterRouter implements Router {
       }
       case 'listed': {
         const peer = this.membership.peer(m.from);
-        if (peer && peer.nonce === m.nonce) this.#directory.replace(m.from, m.workers);
+        if (peer && peer.nonce === m.nonce) {
+          this.#directory.replace(m.from, m.workers);
+          for (const w of m.workers) this.metrics.notePool(w.suite, w.name);
+        }
         return;
       }
     }
@@ -762,6 +765,8 @@ export class ClusterRouter implements Router {
       if (w && this.#observers.size > 0) this.#emit({ kind: 'worker-down', workerId: w.id, suite: w.suite, pool: w.name, reason: `gone from node ${e.node}` });
     } else if (e.worker) {
       this.#directory.upsert(e.node, e.worker);
+      // Jobs for this pool are counted here (the arrival node) under the pool's own label.
+      this.metrics.notePool(e.worker.suite, e.worker.name);
       if (this.#observers.size > 0) this.#emit({ kind: e.kind === 'up' ? 'worker-up' : 'worker-draining', worker: { ...e.worker, node: e.node } });
     }
   }

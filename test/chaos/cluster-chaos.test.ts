@@ -21,6 +21,7 @@ import { startNats } from '../helpers/nats.ts';
 import { rng, seedFrom } from '../helpers/prng.ts';
 import { startCli, type Proc } from '../helpers/processes.ts';
 import { TOKENS } from '../helpers/server.ts';
+import { metricSum } from '../helpers/metrics-text.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const seed = seedFrom('FLOWTEST_CHAOS_SEED');
@@ -122,7 +123,7 @@ test(`cluster chaos: nodes, agents and NATS killed and frozen while dispatching 
   const faultLog: { node: string | null; at: number }[] = [];
   const mark = (node: string | null) => faultLog.push({ node, at: performance.now() });
   const live = (n: Node) => n.state === 'up';
-  const metric = async (n: Node, name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec((await n.client.get('/metrics')).body)?.[1]);
+  const metric = async (n: Node, name: string) => metricSum((await n.client.get('/metrics')).body, name);
   await waitUntil(async () => (await Promise.all(nodes.map((n) => metric(n, 'flowtest_cluster_nodes')))).every((v) => v === NODES), 10_000, 'the cluster formed');
 
   const random = rng(seed);

@@ -9,14 +9,14 @@ import { startServerProc } from '../helpers/cluster.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
 import { startNats } from '../helpers/nats.ts';
 import { dispatch, getJson, startTestServer, TOKENS } from '../helpers/server.ts';
+import { metricSum } from '../helpers/metrics-text.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { runServerMain } from '../../server/main.ts';
 
 const req = { method: 'GET', url: 'http://127.0.0.1:9/x' };
 
 function late(metrics: string): number {
-  const m = /flowtest_late_results_total (\d+)/.exec(metrics);
-  return m ? Number(m[1]) : 0;
+  return metricSum(metrics, 'flowtest_late_results_total') || 0;
 }
 
 test('duplicate node id: a second node with a live id refuses to start (exit 2, one line)', async (t) => {
