@@ -190,6 +190,7 @@ export async function measureCluster(env: { target: BenchChild; loadgen: BenchCh
         watchGone(nodeB);
         agent = startAgent(nodeB, opts.agentConcurrency);
         await waitFor('the agent listed at node A', async () => (await listedAt(nodeA)) === 1, 20_000, 20);
+        await waitFor('a cross-node dispatch', async () => (await fetch(urlOf('cross-node'), { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body })).ok, 10_000, 50);
       }
     }
 

@@ -256,6 +256,8 @@ export class ClusterRouter implements Router {
   workerUp(worker: WorkerHandle): void {
     this.inner.workerUp(worker);
     this.#publishWorker('up', worker.id, worker.info());
+    // Other nodes route by announced pools: tell them now, not at the next period.
+    this.membership.announceSoon();
   }
 
   workerResult(worker: WorkerHandle, frame: ResultFrame): void {
@@ -573,7 +575,7 @@ export class ClusterRouter implements Router {
    * (otherwise they stay, under the waitForWorkerMs rule). Pinned jobs stay: only that worker could take them.
    */
   #handBackStranded(suite: string, pool: string): void {
-    this.membership.announceNow();
+    this.membership.announceSoon();
     const runs = this.#runsByPool.get(poolKey(suite, pool));
     if (!runs || (this.inner.poolStat(suite, pool)?.ready ?? 0) > 0) return;
     const elsewhere = this.#readyElsewhere(suite, pool);

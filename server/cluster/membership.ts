@@ -20,6 +20,9 @@ export const MEMBERSHIP_DEFAULTS = {
   checkMs: 100,
 } as const;
 
+/** Delay of a change-driven announcement: long enough to batch a burst of worker events. */
+const SOON_MS = 10;
+
 export interface Peer {
   readonly node: string;
   readonly nonce: string;
@@ -90,6 +93,8 @@ export class Membership {
   readonly #deadAfterMs: number;
   // Timers and subscriptions, all owned here; started by start, stopped by close.
   #announceTimer: NodeJS.Timeout | null = null;
+  /** A coalesced announcement after a local change (one timer at most). */
+  #soonTimer: NodeJS.Timeout | null = null;
   #checkTimer: NodeJS.Timeout | null = null;
   #subs: Subscription[] = [];
   #closed = false;
@@ -155,6 +160,18 @@ export class Membership {
     if (!this.#closed) this.#announce();
   }
 
+  /**
+   * Announces within a few milliseconds: a worker came, changed or went here. Changes in a burst
+   * (a reconnect storm) share one announcement.
+   */
+  announceSoon(): void {
+    if (this.#closed || this.#soonTimer) return;
+    this.#soonTimer = setTimeout(() => {
+      this.#soonTimer = null;
+      this.#announce();
+    }, SOON_MS);
+  }
+
   /** Shutdown began: tell the others at once (they stop sending new jobs) and keep announcing so. */
   beginLeave(): void {
     if (this.#closed || this.#state !== 'up') return;
@@ -169,6 +186,8 @@ export class Membership {
     this.#state = 'gone';
     this.#announce();
     if (this.#announceTimer) clearInterval(this.#announceTimer);
+    if (this.#soonTimer) clearTimeout(this.#soonTimer);
+    this.#soonTimer = null;
     if (this.#checkTimer) clearInterval(this.#checkTimer);
     this.#announceTimer = null;
     this.#checkTimer = null;

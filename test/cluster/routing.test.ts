@@ -198,3 +198,20 @@ test('cluster: a node shutting down cleanly says so at once, finishes its jobs w
   await waitUntil(() => a.cluster!.liveNodes === 2 && a.router.listWorkers().length === 1, 1000, 'C gone from A');
   await waitAllEmpty([a, b]);
 });
+
+test('cluster: a worker that just connected at B takes a dispatch at A at once (B announces the change, not at its next period)', async (t) => {
+  const { nodes } = await startCluster(t, 2);
+  const [a, b] = nodes;
+  for (let round = 0; round < 3; round++) {
+    const w = await FakeAgent.connect(t, b.wsUrl);
+    await waitUntil(() => a.router.listWorkers().some((x) => x.id === w.welcome.workerId), 1000, 'the worker listed at A');
+    await waitUntil(() => (a.cluster!.membership.peer('n2')?.pools.get('acme/pool1')?.ready ?? 0) > 0, 150, 'A to hear B announce the pool');
+    const p = dispatch(a, 'acme', { pool: 'pool1', request: req });
+    const job = await w.nextJob();
+    w.reply(job.id);
+    assert.equal((await p).status, 200);
+    w.ws.close();
+    await waitUntil(() => a.router.listWorkers().length === 0 && (a.cluster!.membership.peer('n2')?.pools.get('acme/pool1')?.ready ?? 0) === 0, 1000, 'the worker gone at A');
+  }
+  await waitAllEmpty(nodes);
+});
