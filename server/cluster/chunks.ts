@@ -16,6 +16,17 @@ const CHUNK_HEADER = 1 + 4 + 4 + 1;
 /** Room kept under max_payload for the frame header and NATS's own framing. */
 const HEADROOM = 512;
 
+/**
+ * A whole-message frame from JSON text in one allocation: the NUL prefix encodes as the 0x00
+ * kind byte. Null when the text is too large for one frame (use `toFrames` on its bytes).
+ */
+export function wholeFrame(json: string, maxFrameBytes: number): Buffer | null {
+  // A UTF-8 character takes at most 3 bytes per UTF-16 unit: a cheap bound before encoding.
+  if ((json.length + 1) * 3 <= maxFrameBytes - HEADROOM) return Buffer.from(`\0${json}`, 'utf8');
+  const frame = Buffer.from(`\0${json}`, 'utf8');
+  return frame.length <= maxFrameBytes - HEADROOM ? frame : null;
+}
+
 /** Splits `payload` into frames of at most `maxFrameBytes` each. */
 export function toFrames(payload: Uint8Array, maxFrameBytes: number, transferId: string): Uint8Array[] {
   if (payload.length + 1 <= maxFrameBytes - HEADROOM) {

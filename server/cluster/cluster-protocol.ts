@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../../shared/errors.ts';
-import { bodyEncodingSchema, headersSchema, httpResponseSchema, idSchema, nameSchema, workerInfoSchema } from '../../shared/protocol.ts';
+import { bodyEncodingSchema, headersSchema, idSchema, nameSchema, workerInfoSchema } from '../../shared/protocol.ts';
 
 /** A node id is one NATS subject token: no dots, spaces or wildcards. */
 export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -60,6 +60,14 @@ const forwardedRequestSchema = z.strictObject({
   bodyEncoding: bodyEncodingSchema.optional(),
 });
 
+/** A target's response as it crosses nodes: shape only (the holding node validated the agent's frame in full). */
+const forwardedResponseSchema = z.strictObject({
+  status: z.number().int().min(100).max(999),
+  headers: z.record(z.string(), z.union([z.string(), z.array(z.string())])),
+  body: z.string(),
+  bodyEncoding: bodyEncodingSchema,
+});
+
 const from = { from: nodeIdSchema, nonce: z.string().min(1).max(64) };
 
 export const inboxMessageSchema = z.discriminatedUnion('type', [
@@ -79,7 +87,7 @@ export const inboxMessageSchema = z.discriminatedUnion('type', [
     ...from,
     id: idSchema,
     workerId: z.string().nullable(),
-    response: httpResponseSchema.optional(),
+    response: forwardedResponseSchema.optional(),
     error: z.strictObject({ code: errorCodeSchema, message: z.string().max(8192) }).optional(),
   }),
   /** A queued job the holder gives back: it was never held by a worker, so routing it again is not a retry. */

@@ -5,7 +5,7 @@
  */
 import type { Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../logger.ts';
-import { Reassembler, toFrames } from './chunks.ts';
+import { Reassembler, toFrames, wholeFrame } from './chunks.ts';
 import { inboxMessageSchema, SUBJECTS, type InboxMessage, type OutboundMessage } from './cluster-protocol.ts';
 import type { NatsLink } from './nats-link.ts';
 
@@ -59,11 +59,13 @@ export class NodeBus {
   /** Sends to one node. False when not connected (nothing is buffered for later). */
   send(node: string, message: OutboundMessage): boolean {
     if (!this.link.connected) return false;
-    const body = Buffer.from(JSON.stringify({ ...message, from: this.options.nodeId, nonce: this.options.nonce }));
-    const frames = toFrames(body, this.link.maxPayload, `${this.options.nonce}.${(this.#seq += 1)}`);
+    const json = JSON.stringify({ ...message, from: this.options.nodeId, nonce: this.options.nonce });
+    const maxPayload = this.link.maxPayload;
     const subject = SUBJECTS.inbox(node);
     try {
-      for (const f of frames) this.link.nc.publish(subject, f);
+      const whole = wholeFrame(json, maxPayload);
+      if (whole) this.link.nc.publish(subject, whole);
+      else for (const f of toFrames(Buffer.from(json), maxPayload, `${this.options.nonce}.${(this.#seq += 1)}`)) this.link.nc.publish(subject, f);
       return true;
     } catch (err) {
       this.log.warn({ err, node }, 'cluster send failed');
