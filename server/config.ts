@@ -23,9 +23,6 @@ export const serverConfigSchema = z
     nats: z.string().min(1).optional(),
     /** This node's id in the cluster; default: host name plus a short random suffix. */
     nodeId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$').optional(),
-    /** Test hooks for the cluster's liveness (announcement interval, silence after which a node is dead). */
-    clusterAnnounceMs: z.number().int().min(10).max(10_000).optional(),
-    clusterDeadAfterMs: z.number().int().min(50).max(60_000).optional(),
     /** Highest `concurrency` a worker may claim (400 above it). */
     maxWorkerConcurrency: z.number().int().min(1).max(BOUNDS.maxConcurrency).default(DEFAULTS.maxWorkerConcurrency),
     /** Open HTTP connections (worker sockets included); default: the open-file limit less a reserve (server/connection-limits.ts). */

@@ -87,7 +87,7 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
     // Loaded only for a cluster: a single node never imports the cluster code.
     const { joinCluster } = await import('./cluster/cluster-node.ts');
     cluster = await joinCluster(
-      { nats: config.nats, nodeId: config.nodeId, defaultTimeoutMs: config.defaultTimeoutMs, maxPayloadBytes: config.maxPayloadBytes, announceMs: config.clusterAnnounceMs, deadAfterMs: config.clusterDeadAfterMs },
+      { nats: config.nats, nodeId: config.nodeId, defaultTimeoutMs: config.defaultTimeoutMs, maxPayloadBytes: config.maxPayloadBytes },
       local,
       metrics,
       log,

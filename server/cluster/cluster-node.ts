@@ -26,9 +26,6 @@ export interface JoinOptions {
   nodeId?: string;
   defaultTimeoutMs: number;
   maxPayloadBytes: number;
-  /** Test hooks: faster liveness. */
-  announceMs?: number;
-  deadAfterMs?: number;
 }
 
 export async function joinCluster(options: JoinOptions, inner: LocalRouter, metrics: Metrics, log: Logger): Promise<ClusterRouter> {
@@ -50,7 +47,7 @@ export async function joinCluster(options: JoinOptions, inner: LocalRouter, metr
     inner,
     link,
     metrics,
-    { nodeId, nonce: nanoid(12), defaultTimeoutMs: options.defaultTimeoutMs, maxPayloadBytes: options.maxPayloadBytes, announceMs: options.announceMs, deadAfterMs: options.deadAfterMs },
+    { nodeId, nonce: nanoid(12), defaultTimeoutMs: options.defaultTimeoutMs, maxPayloadBytes: options.maxPayloadBytes },
     log,
   );
   router.start();
