@@ -316,7 +316,7 @@ export class ClusterRouter implements Router {
   }
 
   /** Sizes of every cluster table (tests: all zero once every job ended). */
-  clusterStats(): { arrivals: number; atNodes: number; held: number; heldFrom: number; runsByPool: number; transfers: number; remoteWorkers: number; liveNodes: number } {
+  clusterStats(): { arrivals: number; atNodes: number; held: number; heldFrom: number; runsByPool: number; transfers: number; outbox: number; remoteWorkers: number; liveNodes: number } {
     return {
       arrivals: this.#arrivals.size,
       atNodes: this.#atNode.size,
@@ -324,6 +324,7 @@ export class ClusterRouter implements Router {
       heldFrom: this.#heldFrom.size,
       runsByPool: this.#runsByPool.size,
       transfers: this.bus.pendingTransfers,
+      outbox: this.bus.outboxSize,
       remoteWorkers: this.#directory.size,
       liveNodes: this.membership.liveNodes,
     };
@@ -519,7 +520,7 @@ export class ClusterRouter implements Router {
     this.#arrivals.delete(a.id);
     const node = a.remoteNode;
     this.#unplaceRemote(a);
-    if (node !== null && !outcome.ok && outcome.cancelReason) this.bus.send(node, { type: 'cancel', id: a.id, reason: outcome.cancelReason });
+    if (node !== null && !outcome.ok && outcome.cancelReason) this.bus.deliver(node, { type: 'cancel', id: a.id, reason: outcome.cancelReason });
     const seconds = (performance.now() - a.acceptedAt) / 1000;
     const code = outcome.ok ? 'ok' : outcome.error.code;
     this.metrics.jobEnded(a.suite, a.pool, code, seconds);
@@ -588,7 +589,7 @@ export class ClusterRouter implements Router {
       } else {
         if (!this.#withdraw(run)) continue;
         this.#dropHeld(owner);
-        if (!owner.silenced) this.bus.send(owner.from, { type: 'handback', id: owner.id, reason: `no ready worker left in pool ${pool} on node ${this.options.nodeId}` });
+        if (!owner.silenced) this.bus.deliver(owner.from, { type: 'handback', id: owner.id, reason: `no ready worker left in pool ${pool} on node ${this.options.nodeId}` });
       }
     }
   }
@@ -606,13 +607,13 @@ export class ClusterRouter implements Router {
     const key = `${m.from}/${m.id}`;
     if (this.#held.has(key)) return;
     if (this.#shuttingDown) {
-      this.bus.send(m.from, { type: 'outcome', id: m.id, workerId: null, error: { code: 'shutting_down', message: 'the server is shutting down' } });
+      this.bus.deliver(m.from, { type: 'outcome', id: m.id, workerId: null, error: { code: 'shutting_down', message: 'the server is shutting down' } });
       return;
     }
     // Sent on an announcement that is out of date: no ready worker here now. Give it back
     // (it was never held) unless it is pinned — then the pinned worker's absence is the answer.
     if (m.workerId === undefined && (this.inner.poolStat(m.suite, m.pool)?.ready ?? 0) === 0) {
-      this.bus.send(m.from, { type: 'handback', id: m.id, reason: `no ready worker in pool ${m.pool} on node ${this.options.nodeId}` });
+      this.bus.deliver(m.from, { type: 'handback', id: m.id, reason: `no ready worker in pool ${m.pool} on node ${this.options.nodeId}` });
       return;
     }
     const run: LocalRun = { suite: m.suite, pool: m.pool, pinned: m.workerId !== undefined, innerId: null, withdrawing: false };
@@ -639,9 +640,9 @@ export class ClusterRouter implements Router {
     this.#dropHeld(h);
     if (h.silenced) return;
     if (outcome.ok) {
-      this.bus.send(h.from, { type: 'outcome', id: h.id, workerId: outcome.value.workerId, response: outcome.value.response });
+      this.bus.deliver(h.from, { type: 'outcome', id: h.id, workerId: outcome.value.workerId, response: outcome.value.response });
     } else {
-      this.bus.send(h.from, { type: 'outcome', id: h.id, workerId: null, error: { code: outcome.error.code, message: outcome.error.message } });
+      this.bus.deliver(h.from, { type: 'outcome', id: h.id, workerId: null, error: { code: outcome.error.code, message: outcome.error.message } });
     }
   }
 
@@ -792,12 +793,14 @@ export class ClusterRouter implements Router {
   }
 
   #peerJoined(p: Peer): void {
+    this.bus.flushFor(p.node);
     this.bus.send(p.node, { type: 'list', reqId: nanoid() });
     this.#moveWaiting(p);
   }
 
   #peerUpdated(p: Peer): void {
     this.#sentSince.delete(p.node);
+    this.bus.flushFor(p.node);
     // The directory is kept by events; a count that disagrees twice in a row means some were lost.
     if (p.workers !== this.#directory.count(p.node)) {
       const n = (this.#mismatch.get(p.node) ?? 0) + 1;
@@ -842,5 +845,7 @@ export class ClusterRouter implements Router {
     }
     const held = this.#heldFrom.get(p.node);
     if (held) for (const h of [...held]) this.#silence(h);
+    // Last: the cancels just written for its jobs would wait for nobody.
+    this.bus.forget(p.node);
   }
 }

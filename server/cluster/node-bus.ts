@@ -21,12 +21,25 @@ export interface NodeBusOptions {
 
 export type InboxHandler = (message: InboxMessage) => void;
 
+/**
+ * Bounds of the outbox: answers (outcomes, cancels, hand-backs) written while the NATS
+ * connection is down wait here and go out when their node is heard again (its announcement
+ * proves its inbox is subscribed once more; core NATS keeps nothing for a subscriber that is
+ * not there) — the client itself drops what was published while disconnected. A brief NATS blip (a restart, a fail-over) then costs no job
+ * its answer; past the bounds the oldest are dropped (their jobs end by deadline or node death).
+ */
+const OUTBOX_MAX_MESSAGES = 10_000;
+const OUTBOX_MAX_BYTES = 64 * 1024 * 1024;
+
 export class NodeBus {
   readonly #reassembler: Reassembler;
   /** Owner: this bus; unsubscribed by close. */
   #sub: Subscription | null = null;
   #seq = 0;
   #handler: InboxHandler = () => {};
+  /** Answers waiting for the connection, oldest first. Owner: this bus; flushed on reconnect, dropped per node or on close. */
+  #outbox: { node: string; message: OutboundMessage; bytes: number }[] = [];
+  #outboxBytes = 0;
 
   constructor(
     readonly link: NatsLink,
@@ -43,6 +56,11 @@ export class NodeBus {
   /** Unfinished incoming transfers (tests check the table empties). */
   get pendingTransfers(): number {
     return this.#reassembler.pending;
+  }
+
+  /** Answers waiting for the NATS connection. */
+  get outboxSize(): number {
+    return this.#outbox.length;
   }
 
   /** Starts reading the inbox; `handler` gets every valid message. */
@@ -73,6 +91,41 @@ export class NodeBus {
     }
   }
 
+  /**
+   * Sends an answer (outcome, cancel, hand-back): at once when connected, else from the outbox
+   * when the connection returns.
+   */
+  deliver(node: string, message: OutboundMessage): void {
+    if (this.link.connected && this.send(node, message)) return;
+    const bytes = estimateBytes(message);
+    this.#outbox.push({ node, message, bytes });
+    this.#outboxBytes += bytes;
+    let dropped = 0;
+    while (this.#outbox.length > OUTBOX_MAX_MESSAGES || this.#outboxBytes > OUTBOX_MAX_BYTES) {
+      this.#outboxBytes -= this.#outbox.shift()!.bytes;
+      dropped += 1;
+    }
+    if (dropped > 0) this.log.warn({ dropped, kept: this.#outbox.length }, 'cluster outbox full while NATS is away: oldest answers dropped');
+  }
+
+  /** Drops what waits for a node that is gone. */
+  forget(node: string): void {
+    if (this.#outbox.length === 0) return;
+    const kept = this.#outbox.filter((e) => e.node !== node);
+    if (kept.length === this.#outbox.length) return;
+    this.#outbox = kept;
+    this.#outboxBytes = kept.reduce((s, e) => s + e.bytes, 0);
+  }
+
+  /** The node was heard: what waits for it goes now. */
+  flushFor(node: string): void {
+    if (this.#outbox.length === 0 || !this.link.connected) return;
+    const due = this.#outbox.filter((e) => e.node === node);
+    if (due.length === 0) return;
+    this.forget(node);
+    for (const e of due) this.deliver(e.node, e.message);
+  }
+
   /** Forgets the unfinished transfers of a sender that died or restarted. */
   dropSender(nonce: string): void {
     this.#reassembler.dropSender(nonce);
@@ -82,6 +135,8 @@ export class NodeBus {
     this.#sub?.unsubscribe();
     this.#sub = null;
     this.#reassembler.close();
+    this.#outbox = [];
+    this.#outboxBytes = 0;
   }
 
   #onFrame(data: Uint8Array): void {
@@ -104,4 +159,10 @@ export class NodeBus {
     }
     this.#handler(m.data);
   }
+}
+
+/** Rough size of a queued answer (its bodies dominate). */
+function estimateBytes(m: OutboundMessage): number {
+  if (m.type === 'outcome' && m.response) return 256 + m.response.body.length;
+  return 256;
 }

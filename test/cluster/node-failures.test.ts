@@ -148,3 +148,31 @@ test('NATS restarted: /readyz 503 and remote dispatches no_worker "cluster unrea
   assert.equal((await again).status, 200);
   await waitAllEmpty([a, b]);
 });
+
+test('NATS blip shorter than node death: an answer written while NATS was away reaches its caller when it returns', async (t) => {
+  const nats = await startNats(t);
+  const a = await startTestServer(t, { nats: nats.url, nodeId: 'a' });
+  const b = await startTestServer(t, { nats: nats.url, nodeId: 'b' });
+  await waitFormed([a, b]);
+  const w = await FakeAgent.connect(t, b.wsUrl);
+  await waitAnnounced(a, b);
+  const p = dispatch(a, 'acme', { pool: 'pool1', timeoutMs: 10_000, request: req });
+  const job = await w.nextJob();
+  const t0 = Date.now();
+  await nats.kill();
+  await waitUntil(() => !b.cluster!.connected, 2000, 'B to notice NATS gone');
+  w.reply(job.id, 200, 'kept');
+  await waitUntil(() => b.cluster!.clusterStats().outbox === 1, 2000, 'the answer waiting in B outbox');
+  await nats.restart();
+  const r = await p;
+  const outage = Date.now() - t0;
+  if (r.status === 200) assert.equal(r.body.response.body, 'kept');
+  else {
+    // Only an outage past the liveness bound (1.4 s) may end it otherwise: then A saw B dead.
+    assert.equal(r.body.error.code, 'worker_disconnected');
+    assert.ok(outage > 1300, `failed after a ${outage} ms outage`);
+    t.diagnostic(`outage ${outage} ms: longer than node death, the job failed as the contract says`);
+  }
+  await waitUntil(() => b.cluster!.clusterStats().outbox === 0, 5000, 'B outbox empty');
+  await waitAllEmpty([a, b], 5000);
+});
