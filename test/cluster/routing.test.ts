@@ -202,10 +202,10 @@ test('cluster: a node shutting down cleanly says so at once, finishes its jobs w
 test('cluster: a worker that just connected at B takes a dispatch at A at once (B announces the change, not at its next period)', async (t) => {
   const { nodes } = await startCluster(t, 2);
   const [a, b] = nodes;
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < 4; round++) {
     const w = await FakeAgent.connect(t, b.wsUrl);
     await waitUntil(() => a.router.listWorkers().some((x) => x.id === w.welcome.workerId), 1000, 'the worker listed at A');
-    await waitUntil(() => (a.cluster!.membership.peer('n2')?.pools.get('acme/pool1')?.ready ?? 0) > 0, 150, 'A to hear B announce the pool');
+    await waitUntil(() => (a.cluster!.membership.peer('n2')?.pools.get('acme/pool1')?.ready ?? 0) > 0, 200, 'A to hear B announce the pool');
     const p = dispatch(a, 'acme', { pool: 'pool1', request: req });
     const job = await w.nextJob();
     w.reply(job.id);
