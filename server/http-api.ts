@@ -75,7 +75,7 @@ function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse): v
   if (path === '/v1/workers') {
     if (req.method !== 'GET') return methodNotAllowed(res, 'GET');
     if (!authorize(deps, req, res, { role: 'admin' })) return;
-    return sendJson(res, 200, { workers: deps.router.listWorkers() });
+    return sendListing(deps, res);
   }
   const m = SUITE_ROUTE.exec(path);
   if (m) {
@@ -84,13 +84,20 @@ function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse): v
     if (m[2] === 'workers') {
       if (req.method !== 'GET') return methodNotAllowed(res, 'GET');
       if (!authorize(deps, req, res, { role: 'client', suite })) return;
-      return sendJson(res, 200, { workers: deps.router.listWorkers(suite) });
+      return sendListing(deps, res, suite);
     }
     if (req.method !== 'POST') return methodNotAllowed(res, 'POST');
     return dispatch(deps, req, res, suite);
   }
   if (deps.extraRoutes?.(req, res, url)) return;
   sendError(res, errorOf('not_found', `no route for ${req.method} ${path}`), true);
+}
+
+/** A worker listing: the router's fresh one when it has one (a cluster), else its own table. */
+function sendListing(deps: HttpApiDeps, res: ServerResponse, suite?: string): void {
+  const fresh = deps.router.listWorkersFresh;
+  if (!fresh) return sendJson(res, 200, { workers: deps.router.listWorkers(suite) });
+  fresh.call(deps.router, suite).then((workers) => sendJson(res, 200, { workers }), (err: unknown) => failed(deps, res, err));
 }
 
 /** A percent-decoded path segment, or null when its escapes are broken (decodeURIComponent throws on `%,`). */

@@ -98,6 +98,11 @@ export interface Router extends WorkerEvents {
   /** Calls `observer` with every router event from now on; returns its remover. */
   observe(observer: RouterObserver): () => void;
   listWorkers(suite?: string): WorkerInfo[];
+  /**
+   * The HTTP listing when a router has a fresher one than `listWorkers` (a cluster asks every
+   * node for its rows, so in flight, RTT and last pong are read where the worker is). Optional.
+   */
+  listWorkersFresh?(suite?: string): Promise<WorkerInfo[]>;
   workerCounts(): Iterable<{ suite: string; pool: string; count: number }>;
   poolStats(): PoolStats[];
   /** Per pool: jobs held by its workers and jobs in its queue (the metrics' gauges). */

@@ -42,6 +42,17 @@ import type { Subscription } from '@nats-io/transport-node';
  */
 const REMOTE_DEADLINE_GRACE_MS = 250;
 
+/** How long a fresh listing waits for the other nodes' rows before using what the directory knows. */
+const LIST_WAIT_MS = 500;
+
+/** A fresh listing waiting for other nodes' rows. */
+interface ListingWait {
+  waiting: Set<string>;
+  rows: WorkerInfo[];
+  timer: NodeJS.Timeout;
+  done: () => void;
+}
+
 /** Body characters a job-feed entry carries to the other nodes' consoles (their preview size). */
 const FEED_BODY_CHARS = 8 * 1024;
 
@@ -124,6 +135,8 @@ export class ClusterRouter implements Router {
   readonly #mismatch = new Map<string, number>();
   #shuttingDown = false;
   #stopped = false;
+  /** Fresh listings waiting for rows, by request id; owner: listWorkersFresh, removed when answered, timed out or stopped. */
+  readonly #listings = new Map<string, ListingWait>();
   /** Consoles open on this node (set by the server once its console gateway exists). */
   #openConsoles: () => number = () => 0;
   #onArrivalsIdle: (() => void) | null = null;
@@ -295,6 +308,37 @@ export class ClusterRouter implements Router {
     return out;
   }
 
+  /**
+   * The HTTP listing: this node's rows and every other live node's, asked for now (at most
+   * LIST_WAIT_MS; a node that does not answer in time is listed as the directory knows it).
+   * The answers also refresh the directory the console reads.
+   */
+  listWorkersFresh(suite?: string): Promise<WorkerInfo[]> {
+    const peers = this.link.connected && !this.#stopped ? [...this.membership.peers()].map((p) => p.node) : [];
+    if (peers.length === 0) return Promise.resolve(this.listWorkers(suite));
+    const reqId = nanoid();
+    return new Promise<WorkerInfo[]>((resolve) => {
+      const w: ListingWait = {
+        waiting: new Set(peers),
+        rows: [],
+        timer: setTimeout(() => w.done(), LIST_WAIT_MS),
+        done: () => {
+          clearTimeout(w.timer);
+          if (this.#listings.get(reqId) !== w) return;
+          this.#listings.delete(reqId);
+          const out = this.inner.listWorkers(suite);
+          for (const r of out) r.node = this.options.nodeId;
+          for (const r of w.rows) if (suite === undefined || r.suite === suite) out.push(r);
+          for (const node of w.waiting) for (const r of this.#directory.ofNode(node)) if (suite === undefined || r.suite === suite) out.push(r);
+          resolve(out);
+        },
+      };
+      this.#listings.set(reqId, w);
+      for (const node of peers) if (!this.bus.send(node, { type: 'list', reqId })) w.waiting.delete(node);
+      if (w.waiting.size === 0) w.done();
+    });
+  }
+
   /** This node's workers (the gauge counts where the sockets are). */
   workerCounts(): Iterable<{ suite: string; pool: string; count: number }> {
     return this.inner.workerCounts();
@@ -316,13 +360,14 @@ export class ClusterRouter implements Router {
   }
 
   /** Sizes of every cluster table (tests: all zero once every job ended). */
-  clusterStats(): { arrivals: number; atNodes: number; held: number; heldFrom: number; runsByPool: number; transfers: number; outbox: number; remoteWorkers: number; liveNodes: number } {
+  clusterStats(): { arrivals: number; atNodes: number; held: number; heldFrom: number; runsByPool: number; listings: number; transfers: number; outbox: number; remoteWorkers: number; liveNodes: number } {
     return {
       arrivals: this.#arrivals.size,
       atNodes: this.#atNode.size,
       held: this.#held.size,
       heldFrom: this.#heldFrom.size,
       runsByPool: this.#runsByPool.size,
+      listings: this.#listings.size,
       transfers: this.bus.pendingTransfers,
       outbox: this.bus.outboxSize,
       remoteWorkers: this.#directory.size,
@@ -374,6 +419,7 @@ export class ClusterRouter implements Router {
     this.bus.close();
     this.#directory.clear();
     this.#mismatch.clear();
+    for (const w of [...this.#listings.values()]) w.done();
     this.#sentSince.clear();
     await this.link.close();
   }
@@ -710,6 +756,11 @@ export class ClusterRouter implements Router {
           this.#directory.replace(m.from, m.workers);
           for (const w of m.workers) this.metrics.notePool(w.suite, w.name);
         }
+        const wait = this.#listings.get(m.reqId);
+        if (wait?.waiting.delete(m.from)) {
+          for (const w of m.workers) wait.rows.push({ ...w, node: m.from });
+          if (wait.waiting.size === 0) wait.done();
+        }
         return;
       }
     }
@@ -845,6 +896,7 @@ export class ClusterRouter implements Router {
     }
     const held = this.#heldFrom.get(p.node);
     if (held) for (const h of [...held]) this.#silence(h);
+    for (const w of [...this.#listings.values()]) if (w.waiting.delete(p.node) && w.waiting.size === 0) w.done();
     // Last: the cancels just written for its jobs would wait for nobody.
     this.bus.forget(p.node);
   }

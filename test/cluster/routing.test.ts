@@ -215,3 +215,20 @@ test('cluster: a worker that just connected at B takes a dispatch at A at once (
   }
   await waitAllEmpty(nodes);
 });
+
+test('cluster: an HTTP listing at A reads in flight and last pong where the worker is', async (t) => {
+  const { nodes } = await startCluster(t, 2);
+  const [a, b] = nodes;
+  const w = await FakeAgent.connect(t, b.wsUrl, { concurrency: 3 });
+  await waitUntil(() => a.router.listWorkers().length === 1, 1000, 'the worker listed at A');
+  const p = dispatch(b, 'acme', { pool: 'pool1', request: req });
+  const job = await w.nextJob();
+  const listed = await getJson(a, '/v1/suites/acme/workers', TOKENS.client);
+  assert.deepEqual(
+    listed.body.workers.map((x: { id: string; node: string; inFlight: number }) => [x.id, x.node, x.inFlight]),
+    [[w.welcome.workerId, 'n2', 1]],
+  );
+  w.reply(job.id);
+  await p;
+  await waitAllEmpty(nodes);
+});

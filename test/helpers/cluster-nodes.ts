@@ -46,7 +46,7 @@ export async function waitAllEmpty(nodes: TestServer[], timeoutMs = 3000): Promi
       nodes.every((n) => {
         const c = n.cluster!.clusterStats();
         const s = n.router.stats();
-        return c.arrivals === 0 && c.atNodes === 0 && c.held === 0 && c.heldFrom === 0 && c.runsByPool === 0 && c.transfers === 0 && c.outbox === 0 && s.pending === 0 && s.queued === 0 && s.inFlight === 0;
+        return c.arrivals === 0 && c.atNodes === 0 && c.held === 0 && c.heldFrom === 0 && c.runsByPool === 0 && c.listings === 0 && c.transfers === 0 && c.outbox === 0 && s.pending === 0 && s.queued === 0 && s.inFlight === 0;
       }),
     timeoutMs,
     'every table on every node empty',
