@@ -17,24 +17,22 @@
  * again. An answer for a job that already ended is dropped and counted as late.
  */
 import { performance } from 'node:perf_hooks';
+import type { Subscription } from '@nats-io/transport-node';
 import { nanoid } from 'nanoid';
 import { FlowtestError } from '../../shared/errors.ts';
-import type { DispatchRequest, DispatchSuccess, HttpRequest, ResultFrame, WorkerInfo } from '../../shared/protocol.ts';
+import type { DispatchRequest, DispatchSuccess, HttpRequest, HttpResponse, ResultFrame, WorkerInfo } from '../../shared/protocol.ts';
 import type { LocalRouter } from '../local-router.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { poolKey } from '../pool.ts';
-import type { RouterEvent, RouterObserver } from '../router-events.ts';
+import type { JobSummary, RouterEvent, RouterObserver } from '../router-events.ts';
 import { dispatchWithSignal, type JobCaller, type Outcome, type PoolStats, type Router, type RouterStats, type WorkerHandle } from '../router.ts';
 import { feedEntrySchema, SUBJECTS, workerEventSchema, type FeedEntry, type InboxMessage, type PoolAnnounce, type WorkerEvent } from './cluster-protocol.ts';
-import type { HttpResponse } from '../../shared/protocol.ts';
-import type { JobSummary } from '../router-events.ts';
 import { Membership, type LeaveReason, type Peer } from './membership.ts';
 import type { NatsLink } from './nats-link.ts';
 import { NodeBus } from './node-bus.ts';
 import { chooseNode, type NodePoolView } from './placement.ts';
 import { WorkerDirectory } from './worker-directory.ts';
-import type { Subscription } from '@nats-io/transport-node';
 
 /**
  * Extra time a holding node gives a remote job beyond the arrival node's deadline, so that
