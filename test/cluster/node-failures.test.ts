@@ -176,3 +176,19 @@ test('NATS blip shorter than node death: an answer written while NATS was away r
   await waitUntil(() => b.cluster!.clusterStats().outbox === 0, 5000, 'B outbox empty');
   await waitAllEmpty([a, b], 5000);
 });
+
+test('a node shuts down by itself while NATS is frozen or gone', async (t) => {
+  const nats = await startNats(t);
+  const a = await startTestServer(t, { nats: nats.url, nodeId: 'a' });
+  const b = await startTestServer(t, { nats: nats.url, nodeId: 'b' });
+  await waitFormed([a, b]);
+  nats.freeze();
+  t.after(() => nats.thaw());
+  const t0 = Date.now();
+  await a.close();
+  assert.ok(Date.now() - t0 < 3000, `close took ${Date.now() - t0} ms with NATS frozen`);
+  await nats.kill();
+  const t1 = Date.now();
+  await b.close();
+  assert.ok(Date.now() - t1 < 3000, `close took ${Date.now() - t1} ms with NATS gone`);
+});
