@@ -20,14 +20,16 @@ import { performance } from 'node:perf_hooks';
 import type { Subscription } from '@nats-io/transport-node';
 import { nanoid } from 'nanoid';
 import { FlowtestError } from '../../shared/errors.ts';
-import type { DispatchRequest, DispatchSuccess, HttpRequest, HttpResponse, ResultFrame, WorkerInfo } from '../../shared/protocol.ts';
+import type { DispatchRequest, DispatchSuccess, HttpRequest, ResultFrame, WorkerInfo } from '../../shared/protocol.ts';
 import type { LocalRouter } from '../local-router.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { poolKey } from '../pool.ts';
 import type { JobSummary, RouterEvent, RouterObserver } from '../router-events.ts';
 import { dispatchWithSignal, type JobCaller, type Outcome, type PoolStats, type Router, type RouterStats, type WorkerHandle } from '../router.ts';
-import { feedEntrySchema, SUBJECTS, workerEventSchema, type FeedEntry, type InboxMessage, type PoolAnnounce, type WorkerEvent } from './cluster-protocol.ts';
+import { SUBJECTS, workerEventSchema, type InboxMessage, type PoolAnnounce, type WorkerEvent } from './cluster-protocol.ts';
+import { FreshListings } from './fresh-listings.ts';
+import { JobFeed } from './job-feed.ts';
 import { Membership, type LeaveReason, type Peer } from './membership.ts';
 import type { NatsLink } from './nats-link.ts';
 import { NodeBus } from './node-bus.ts';
@@ -39,20 +41,6 @@ import { WorkerDirectory } from './worker-directory.ts';
  * the arrival node's timeout (and its cancel) decides, as on one node.
  */
 const REMOTE_DEADLINE_GRACE_MS = 250;
-
-/** How long a fresh listing waits for the other nodes' rows before using what the directory knows. */
-const LIST_WAIT_MS = 500;
-
-/** A fresh listing waiting for other nodes' rows. */
-interface ListingWait {
-  waiting: Set<string>;
-  rows: WorkerInfo[];
-  timer: NodeJS.Timeout;
-  done: () => void;
-}
-
-/** Body characters a job-feed entry carries to the other nodes' consoles (their preview size). */
-const FEED_BODY_CHARS = 8 * 1024;
 
 export interface ClusterRouterOptions {
   nodeId: string;
@@ -120,7 +108,7 @@ export class ClusterRouter implements Router {
   readonly bus: NodeBus;
   /** Worker events and job feed of other nodes; owner: this router, unsubscribed by stop. */
   #workerSub: Subscription | null = null;
-  #feedSub: Subscription | null = null;
+  readonly #feed: JobFeed;
   #unobserveInner: (() => void) | null = null;
   #unlinkWatch: (() => void) | null = null;
   /**
@@ -133,8 +121,8 @@ export class ClusterRouter implements Router {
   readonly #mismatch = new Map<string, number>();
   #shuttingDown = false;
   #stopped = false;
-  /** Fresh listings waiting for rows, by request id; owner: listWorkersFresh, removed when answered, timed out or stopped. */
-  readonly #listings = new Map<string, ListingWait>();
+  /** HTTP listings waiting for other nodes' rows. */
+  readonly #listings: FreshListings;
   /** Consoles open on this node (set by the server once its console gateway exists). */
   #openConsoles: () => number = () => 0;
   #onArrivalsIdle: (() => void) | null = null;
@@ -157,6 +145,12 @@ export class ClusterRouter implements Router {
       },
       log,
     );
+    this.#feed = new JobFeed(link, options.nodeId, log);
+    this.#listings = new FreshListings({
+      local: (suite) => this.#localRows(suite),
+      known: (node) => this.#directory.ofNode(node),
+      ask: (node, reqId) => this.bus.send(node, { type: 'list', reqId }),
+    });
     this.membership = new Membership(
       link,
       {
@@ -198,19 +192,10 @@ export class ClusterRouter implements Router {
         if (e.success) this.#onWorkerEvent(e.data);
       },
     });
-    this.#feedSub = this.link.nc.subscribe(SUBJECTS.feed, {
-      callback: (err, msg) => {
-        if (err || this.#observers.size === 0 || this.#openConsoles() === 0) return;
-        let parsed: unknown;
-        try {
-          parsed = msg.json();
-        } catch {
-          return;
-        }
-        const f = feedEntrySchema.safeParse(parsed);
-        if (f.success && f.data.node !== this.options.nodeId) this.#emit({ kind: 'job-end', job: { ...f.data.job, node: f.data.node, remote: true } });
-      },
-    });
+    this.#feed.start(
+      () => this.#observers.size > 0 && this.#openConsoles() > 0,
+      (job) => this.#emit({ kind: 'job-end', job }),
+    );
     this.#unobserveInner = this.inner.observe((e) => this.#onInnerEvent(e));
     this.#unlinkWatch = this.link.onChange((connected) => {
       if (connected) this.membership.announceNow();
@@ -300,8 +285,7 @@ export class ClusterRouter implements Router {
 
   /** Every node's workers, each with its `node`. */
   listWorkers(suite?: string): WorkerInfo[] {
-    const out = this.inner.listWorkers(suite);
-    for (const w of out) w.node = this.options.nodeId;
+    const out = this.#localRows(suite);
     if (this.#directory.size > 0) out.push(...this.#directory.list(suite));
     return out;
   }
@@ -313,28 +297,13 @@ export class ClusterRouter implements Router {
    */
   listWorkersFresh(suite?: string): Promise<WorkerInfo[]> {
     const peers = this.link.connected && !this.#stopped ? [...this.membership.peers()].map((p) => p.node) : [];
-    if (peers.length === 0) return Promise.resolve(this.listWorkers(suite));
-    const reqId = nanoid();
-    return new Promise<WorkerInfo[]>((resolve) => {
-      const w: ListingWait = {
-        waiting: new Set(peers),
-        rows: [],
-        timer: setTimeout(() => w.done(), LIST_WAIT_MS),
-        done: () => {
-          clearTimeout(w.timer);
-          if (this.#listings.get(reqId) !== w) return;
-          this.#listings.delete(reqId);
-          const out = this.inner.listWorkers(suite);
-          for (const r of out) r.node = this.options.nodeId;
-          for (const r of w.rows) if (suite === undefined || r.suite === suite) out.push(r);
-          for (const node of w.waiting) for (const r of this.#directory.ofNode(node)) if (suite === undefined || r.suite === suite) out.push(r);
-          resolve(out);
-        },
-      };
-      this.#listings.set(reqId, w);
-      for (const node of peers) if (!this.bus.send(node, { type: 'list', reqId })) w.waiting.delete(node);
-      if (w.waiting.size === 0) w.done();
-    });
+    return this.#listings.list(peers, suite);
+  }
+
+  #localRows(suite?: string): WorkerInfo[] {
+    const out = this.inner.listWorkers(suite);
+    for (const w of out) w.node = this.options.nodeId;
+    return out;
   }
 
   /** This node's workers (the gauge counts where the sockets are). */
@@ -411,13 +380,12 @@ export class ClusterRouter implements Router {
     this.#unlinkWatch?.();
     this.#workerSub?.unsubscribe();
     this.#workerSub = null;
-    this.#feedSub?.unsubscribe();
-    this.#feedSub = null;
+    this.#feed.stop();
     this.membership.close();
     this.bus.close();
     this.#directory.clear();
     this.#mismatch.clear();
-    for (const w of [...this.#listings.values()]) w.done();
+    this.#listings.close();
     this.#sentSince.clear();
     await this.link.close();
   }
@@ -582,7 +550,7 @@ export class ClusterRouter implements Router {
       node: this.options.nodeId,
     };
     if (this.#observers.size > 0) this.#emit({ kind: 'job-end', job });
-    this.#publishFeed(job);
+    if (this.#someoneWatches()) this.#feed.publish(job);
     a.caller.settle(outcome);
   }
 
@@ -743,9 +711,7 @@ export class ClusterRouter implements Router {
         return;
       }
       case 'list': {
-        const workers = this.inner.listWorkers(m.suite);
-        for (const w of workers) w.node = this.options.nodeId;
-        this.bus.send(m.from, { type: 'listed', reqId: m.reqId, workers });
+        this.bus.send(m.from, { type: 'listed', reqId: m.reqId, workers: this.#localRows(m.suite) });
         return;
       }
       case 'listed': {
@@ -754,40 +720,9 @@ export class ClusterRouter implements Router {
           this.#directory.replace(m.from, m.workers);
           for (const w of m.workers) this.metrics.notePool(w.suite, w.name);
         }
-        const wait = this.#listings.get(m.reqId);
-        if (wait?.waiting.delete(m.from)) {
-          for (const w of m.workers) wait.rows.push({ ...w, node: m.from });
-          if (wait.waiting.size === 0) wait.done();
-        }
+        this.#listings.answered(m.reqId, m.from, m.workers);
         return;
       }
-    }
-  }
-
-  /** The whole cluster's job feed: every node's consoles see the jobs that arrived here. */
-  #publishFeed(job: JobSummary): void {
-    if (!this.link.connected || this.#stopped || !this.#someoneWatches()) return;
-    const cutBody = <T extends { body?: string; bodyEncoding?: 'utf8' | 'base64' }>(m: T): T =>
-      m.body !== undefined && m.body.length > FEED_BODY_CHARS ? { ...m, body: m.bodyEncoding === 'base64' ? '' : m.body.slice(0, FEED_BODY_CHARS) } : m;
-    const entry: FeedEntry = {
-      node: this.options.nodeId,
-      job: {
-        id: job.id,
-        suite: job.suite,
-        pool: job.pool,
-        workerId: job.workerId,
-        acceptedAt: job.acceptedAt,
-        durationMs: job.durationMs,
-        outcome: job.outcome,
-        request: cutBody(job.request),
-        response: job.response ? (cutBody(job.response) as HttpResponse) : null,
-        error: job.error,
-      },
-    };
-    try {
-      this.link.nc.publish(SUBJECTS.feed, JSON.stringify(entry));
-    } catch (err) {
-      this.log.warn({ err }, 'job feed entry not published');
     }
   }
 
@@ -894,7 +829,7 @@ export class ClusterRouter implements Router {
     }
     const held = this.#heldFrom.get(p.node);
     if (held) for (const h of [...held]) this.#silence(h);
-    for (const w of [...this.#listings.values()]) if (w.waiting.delete(p.node) && w.waiting.size === 0) w.done();
+    this.#listings.nodeGone(p.node);
     // Last: the cancels just written for its jobs would wait for nobody.
     this.bus.forget(p.node);
   }
