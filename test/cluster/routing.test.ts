@@ -48,10 +48,18 @@ test('cluster: a dispatch at A runs on a worker at B; listings everywhere show i
 });
 
 test('cluster: every error code crosses nodes as on one node', async (t) => {
-  const { nodes } = await startCluster(t, 2, { maxQueue: 1 });
+  const { nodes } = await startCluster(t, 2, { maxQueue: 1, maxPayloadBytes: 64 * 1024, shutdownGraceMs: 300 });
   const [a, b] = nodes;
   const w = await FakeAgent.connect(t, b.wsUrl, { concurrency: 1 });
   await waitAnnounced(a, b, 'pool1', 1, 1);
+
+  // Answered at the arrival node before any routing, as on one node.
+  assert.equal((await dispatch(a, 'acme', { request: req })).body.error.code, 'invalid_request');
+  assert.equal((await dispatch(a, 'acme', { pool: 'pool1', request: req }, { token: '' })).body.error.code, 'unauthorized');
+  assert.equal((await dispatch(a, 'acme', { pool: 'pool1', request: req }, { token: TOKENS.otherClient })).body.error.code, 'forbidden');
+  const big = await dispatch(a, 'acme', { pool: 'pool1', request: { ...req, method: 'POST', body: 'x'.repeat(70 * 1024) } });
+  assert.equal(big.status, 413);
+  assert.equal(big.body.error.code, 'payload_too_large');
 
   // no_worker: no ready worker in the pool on any node, at once.
   const t0 = Date.now();
@@ -108,11 +116,21 @@ test('cluster: every error code crosses nodes as on one node', async (t) => {
   assert.equal(r.body.error.code, 'no_worker');
   await waitAllEmpty(nodes);
 
-  // shutting_down: A leaves cleanly; B keeps serving.
-  await a.close();
-  r = await dispatch(b, 'acme', { pool: 'nobody', request: req });
+  // shutting_down across nodes: B shuts down holding a job from A; after B's grace A answers shutting_down.
+  const w2 = await FakeAgent.connect(t, b.wsUrl, { concurrency: 1 });
+  await waitAnnounced(a, b, 'pool1', 1, 1);
+  const atB = dispatch(a, 'acme', { pool: 'pool1', request: req });
+  await w2.nextJob();
+  const bClosed = b.close();
+  r = await atB;
+  assert.equal(r.status, 503);
+  assert.equal(r.body.error.code, 'shutting_down');
+  await bClosed;
+  // A keeps serving (alone now): a pool with no worker anywhere is no_worker at once.
+  await waitUntil(() => a.cluster!.liveNodes === 1, 1000, 'A to see B leave');
+  r = await dispatch(a, 'acme', { pool: 'pool1', request: req });
   assert.equal(r.body.error.code, 'no_worker');
-  await waitUntil(() => b.cluster!.liveNodes === 1, 1000, 'B to see A leave');
+  await waitAllEmpty([a]);
 });
 
 test('cluster: pinning reaches the node holding the worker; a pin to no open worker is no_worker', async (t) => {
