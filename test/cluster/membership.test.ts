@@ -113,3 +113,14 @@ test('duplicate node id: a live id answers, a free one has no responders', async
   assert.equal(await isNodeIdLive(probe, 'free'), false);
   assert.ok(Date.now() - t0 < 500, 'no responders is immediate');
 });
+
+test('duplicate node id: an id held by a silent subscriber (a frozen node) counts as taken', async (t) => {
+  const nats = await startNats(t);
+  const frozen = await NatsLink.open({ urls: nats.url, name: 'frozen' }, log);
+  t.after(() => frozen.close());
+  frozen.nc.subscribe('flowtest.cluster.node.stuck.ping', { callback: () => {} });
+  await frozen.nc.flush();
+  const probe = await NatsLink.open({ urls: nats.url, name: 'probe' }, log);
+  t.after(() => probe.close());
+  assert.equal(await isNodeIdLive(probe, 'stuck', 300), true);
+});

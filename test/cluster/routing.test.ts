@@ -250,3 +250,17 @@ test('cluster: an HTTP listing at A reads in flight and last pong where the work
   await p;
   await waitAllEmpty(nodes);
 });
+
+test('cluster: a worker event lost on the way is repaired: the announced count disagrees, the node is asked again', async (t) => {
+  const { nodes } = await startCluster(t, 2);
+  const [a, b] = nodes;
+  const w = await FakeAgent.connect(t, b.wsUrl);
+  await waitUntil(() => a.router.listWorkers().length === 1, 1000, 'the worker listed at A');
+  // A forged "down" stands for an "up" A never heard: A's directory loses the worker.
+  const nonce = a.cluster!.membership.peer('n2')!.nonce;
+  a.cluster!.link.nc.publish('flowtest.cluster.workers', JSON.stringify({ node: 'n2', nonce, kind: 'down', workerId: w.welcome.workerId }));
+  await waitUntil(() => a.router.listWorkers().length === 0, 1000, 'A to drop the worker');
+  await waitUntil(() => a.router.listWorkers().length === 1, 2500, 'A to list it again after two announcements that disagree');
+  w.ws.close();
+  await waitAllEmpty(nodes);
+});
