@@ -5,9 +5,9 @@
  * its HTTP API (the `#arrivals` table): it picks a node by free slots (placement.ts), runs
  * the job through its own `LocalRouter` or sends it to another node's inbox, answers the
  * caller exactly once, counts the job's metrics and keeps its deadline while the job is
- * remote. As the **holding node** it runs jobs other nodes sent it (the `#held` table)
- * through the same `LocalRouter` — concurrency, queue and fail-fast stay with the node
- * holding the worker sockets — and sends each outcome back.
+ * remote. As the **holding node** it runs jobs other nodes sent it (held-jobs.ts) through
+ * the same `LocalRouter` — concurrency, queue and fail-fast stay with the node holding the
+ * worker sockets — and sends each outcome back.
  *
  * Failure rules: a worker closing on B fails B's job at once and the outcome reaches A in a
  * NATS hop. B dead (not heard for ~1.4 s) or restarted: A fails every job it had at B with
@@ -29,7 +29,9 @@ import type { JobSummary, RouterEvent, RouterObserver } from '../router-events.t
 import { dispatchWithSignal, type JobCaller, type Outcome, type PoolStats, type Router, type RouterStats, type WorkerHandle } from '../router.ts';
 import { SUBJECTS, workerEventSchema, type InboxMessage, type PoolAnnounce, type WorkerEvent } from './cluster-protocol.ts';
 import { FreshListings } from './fresh-listings.ts';
+import { HeldJobs, type Held } from './held-jobs.ts';
 import { JobFeed } from './job-feed.ts';
+import { LocalRuns, type LocalRun } from './local-runs.ts';
 import { Membership, type LeaveReason, type Peer } from './membership.ts';
 import type { NatsLink } from './nats-link.ts';
 import { NodeBus } from './node-bus.ts';
@@ -49,17 +51,6 @@ export interface ClusterRouterOptions {
   maxPayloadBytes: number;
   announceMs?: number;
   deadAfterMs?: number;
-}
-
-/** A job placed in this node's LocalRouter on behalf of an arrival entry or a held job. */
-interface LocalRun {
-  suite: string;
-  pool: string;
-  pinned: boolean;
-  /** The LocalRouter's id while placed there. */
-  innerId: string | null;
-  /** Set while this node takes the job back out of its queue: the local settle is ignored. */
-  withdrawing: boolean;
 }
 
 /** A dispatch that arrived at this node: owned here until answered. */
@@ -82,26 +73,15 @@ interface Arrival {
   done: boolean;
 }
 
-/** A job another node sent here. */
-interface Held {
-  readonly key: string;
-  readonly from: string;
-  readonly id: string;
-  readonly run: LocalRun;
-  /** The arrival node gave up on it (cancel, or it died): no outcome is sent. */
-  silenced: boolean;
-}
-
 export class ClusterRouter implements Router {
   /** Dispatches that arrived here, by id; removed by #finish. */
   readonly #arrivals = new Map<string, Arrival>();
   /** Arrivals at each remote node, for failing them when that node goes. */
   readonly #atNode = new Map<string, Set<Arrival>>();
-  /** Jobs from other nodes, by `from/id`; removed when their local run ends. */
-  readonly #held = new Map<string, Held>();
-  readonly #heldFrom = new Map<string, Set<Held>>();
-  /** Local runs (arrivals placed here and held jobs) by pool, for the hand-back of queued jobs. */
-  readonly #runsByPool = new Map<string, Map<LocalRun, Arrival | Held>>();
+  /** Jobs in this node's LocalRouter (arrivals placed here and held jobs), by pool. */
+  readonly #runs: LocalRuns<Arrival | Held>;
+  /** Jobs other nodes sent here. */
+  readonly #heldJobs: HeldJobs;
   readonly #directory = new WorkerDirectory();
   readonly #observers = new Set<RouterObserver>();
   readonly membership: Membership;
@@ -145,6 +125,8 @@ export class ClusterRouter implements Router {
       },
       log,
     );
+    this.#runs = new LocalRuns<Arrival | Held>(inner);
+    this.#heldJobs = new HeldJobs({ inner, bus: this.bus, runs: this.#runs, nodeId: options.nodeId, shuttingDown: () => this.#shuttingDown });
     this.#feed = new JobFeed(link, options.nodeId, log);
     this.#listings = new FreshListings({
       local: (suite) => this.#localRows(suite),
@@ -323,7 +305,7 @@ export class ClusterRouter implements Router {
   /** Queued and in flight as held here; pending counts this node's arrivals and held jobs. */
   stats(): RouterStats {
     const s = this.inner.stats();
-    return { ...s, pending: this.#arrivals.size + this.#held.size };
+    return { ...s, pending: this.#arrivals.size + this.#heldJobs.size };
   }
 
   /** Sizes of every cluster table (tests: all zero once every job ended). */
@@ -331,9 +313,9 @@ export class ClusterRouter implements Router {
     return {
       arrivals: this.#arrivals.size,
       atNodes: this.#atNode.size,
-      held: this.#held.size,
-      heldFrom: this.#heldFrom.size,
-      runsByPool: this.#runsByPool.size,
+      held: this.#heldJobs.size,
+      heldFrom: this.#heldJobs.nodes,
+      runsByPool: this.#runs.pools,
       listings: this.#listings.size,
       transfers: this.bus.pendingTransfers,
       outbox: this.bus.outboxSize,
@@ -458,7 +440,7 @@ export class ClusterRouter implements Router {
     const waitMs = Math.max(0, Math.min(remainingMs, Math.floor(a.acceptedAt + a.waitForWorkerMs - now)));
     const run: LocalRun = { suite: a.suite, pool: a.pool, pinned: a.workerId !== undefined, innerId: null, withdrawing: false };
     a.local = run;
-    this.#addRun(run, a);
+    this.#runs.add(run, a);
     const innerId = this.inner.submit(
       a.suite,
       { pool: a.pool, workerId: a.workerId, timeoutMs: remainingMs, waitForWorkerMs: waitMs, request: a.request },
@@ -468,7 +450,7 @@ export class ClusterRouter implements Router {
   }
 
   #localSettled(a: Arrival, run: LocalRun, outcome: Outcome): void {
-    this.#removeRun(run);
+    this.#runs.remove(run);
     if (run.withdrawing || a.local !== run) return;
     a.local = null;
     if (outcome.ok) this.#finish(a, { ok: true, value: { ...outcome.value, id: a.id } });
@@ -556,32 +538,6 @@ export class ClusterRouter implements Router {
 
   // ---- local runs and the hand-back ----
 
-  #addRun(run: LocalRun, owner: Arrival | Held): void {
-    const key = poolKey(run.suite, run.pool);
-    let m = this.#runsByPool.get(key);
-    if (!m) {
-      m = new Map();
-      this.#runsByPool.set(key, m);
-    }
-    m.set(run, owner);
-  }
-
-  #removeRun(run: LocalRun): void {
-    const key = poolKey(run.suite, run.pool);
-    const m = this.#runsByPool.get(key);
-    if (!m?.delete(run)) return;
-    if (m.size === 0) this.#runsByPool.delete(key);
-  }
-
-  /** Takes a queued (never held) run out of the LocalRouter without answering anyone. */
-  #withdraw(run: LocalRun): boolean {
-    if (run.innerId === null || this.inner.jobState(run.innerId) !== 'queued') return false;
-    run.withdrawing = true;
-    this.inner.cancel(run.innerId);
-    this.#removeRun(run);
-    return true;
-  }
-
   /**
    * The pool lost a ready worker here. With none left, its queued jobs leave: jobs of other
    * nodes go back to their arrival node, our own go to a node with ready workers if any
@@ -589,20 +545,16 @@ export class ClusterRouter implements Router {
    */
   #handBackStranded(suite: string, pool: string): void {
     this.membership.announceSoon();
-    const runs = this.#runsByPool.get(poolKey(suite, pool));
-    if (!runs || (this.inner.poolStat(suite, pool)?.ready ?? 0) > 0) return;
+    const runs = this.#runs.inPool(poolKey(suite, pool));
+    if (runs.length === 0 || (this.inner.poolStat(suite, pool)?.ready ?? 0) > 0) return;
     const elsewhere = this.#readyElsewhere(suite, pool);
-    for (const [run, owner] of [...runs]) {
+    for (const [run, owner] of runs) {
       if (run.pinned) continue;
       if ('caller' in owner) {
-        if (!elsewhere || !this.#withdraw(run)) continue;
+        if (!elsewhere || !this.#runs.withdraw(run)) continue;
         owner.local = null;
         this.#route(owner, null);
-      } else {
-        if (!this.#withdraw(run)) continue;
-        this.#dropHeld(owner);
-        if (!owner.silenced) this.bus.deliver(owner.from, { type: 'handback', id: owner.id, reason: `no ready worker left in pool ${pool} on node ${this.options.nodeId}` });
-      }
+      } else this.#heldJobs.handBack(owner, `no ready worker left in pool ${pool} on node ${this.options.nodeId}`);
     }
   }
 
@@ -613,76 +565,13 @@ export class ClusterRouter implements Router {
     return false;
   }
 
-  // ---- holding node: jobs from other nodes ----
-
-  #onJob(m: Extract<InboxMessage, { type: 'job' }>): void {
-    const key = `${m.from}/${m.id}`;
-    if (this.#held.has(key)) return;
-    if (this.#shuttingDown) {
-      this.bus.deliver(m.from, { type: 'outcome', id: m.id, workerId: null, error: { code: 'shutting_down', message: 'the server is shutting down' } });
-      return;
-    }
-    // Sent on an announcement that is out of date: no ready worker here now. Give it back
-    // (it was never held) unless it is pinned — then the pinned worker's absence is the answer.
-    if (m.workerId === undefined && (this.inner.poolStat(m.suite, m.pool)?.ready ?? 0) === 0) {
-      this.bus.deliver(m.from, { type: 'handback', id: m.id, reason: `no ready worker in pool ${m.pool} on node ${this.options.nodeId}` });
-      return;
-    }
-    const run: LocalRun = { suite: m.suite, pool: m.pool, pinned: m.workerId !== undefined, innerId: null, withdrawing: false };
-    const h: Held = { key, from: m.from, id: m.id, run, silenced: false };
-    this.#held.set(key, h);
-    let set = this.#heldFrom.get(m.from);
-    if (!set) {
-      set = new Set();
-      this.#heldFrom.set(m.from, set);
-    }
-    set.add(h);
-    this.#addRun(run, h);
-    const innerId = this.inner.submit(
-      m.suite,
-      { pool: m.pool, workerId: m.workerId, timeoutMs: m.timeoutMs, waitForWorkerMs: m.waitForWorkerMs, request: m.request },
-      { settle: (o) => this.#heldSettled(h, o) },
-    );
-    if (this.#held.get(key) === h) run.innerId = innerId;
-  }
-
-  #heldSettled(h: Held, outcome: Outcome): void {
-    this.#removeRun(h.run);
-    if (h.run.withdrawing) return;
-    this.#dropHeld(h);
-    if (h.silenced) return;
-    if (outcome.ok) {
-      this.bus.deliver(h.from, { type: 'outcome', id: h.id, workerId: outcome.value.workerId, response: outcome.value.response });
-    } else {
-      this.bus.deliver(h.from, { type: 'outcome', id: h.id, workerId: null, error: { code: outcome.error.code, message: outcome.error.message } });
-    }
-  }
-
-  #dropHeld(h: Held): void {
-    if (this.#held.get(h.key) !== h) return;
-    this.#held.delete(h.key);
-    const set = this.#heldFrom.get(h.from);
-    set?.delete(h);
-    if (set?.size === 0) this.#heldFrom.delete(h.from);
-  }
-
-  /** The arrival node gave up on a held job: end it here (cancel to its worker), answer nobody. */
-  #silence(h: Held): void {
-    h.silenced = true;
-    if (h.run.innerId !== null) this.inner.cancel(h.run.innerId);
-    else {
-      this.#removeRun(h.run);
-      this.#dropHeld(h);
-    }
-  }
-
   // ---- messages ----
 
   #onMessage(m: InboxMessage): void {
     if (this.#stopped) return;
     switch (m.type) {
       case 'job':
-        return this.#onJob(m);
+        return this.#heldJobs.receive(m);
       case 'outcome': {
         const a = this.#arrivals.get(m.id);
         if (!a || a.remoteNode !== m.from) {
@@ -706,8 +595,7 @@ export class ClusterRouter implements Router {
         return;
       }
       case 'cancel': {
-        const h = this.#held.get(`${m.from}/${m.id}`);
-        if (h) this.#silence(h);
+        this.#heldJobs.cancel(m.from, m.id);
         return;
       }
       case 'list': {
@@ -798,14 +686,14 @@ export class ClusterRouter implements Router {
 
   /** Arrivals waiting here for a worker (none ready here) go to a node that now has ready workers. */
   #moveWaiting(p: Peer): void {
-    if (p.leaving || this.#runsByPool.size === 0) return;
+    if (p.leaving || this.#runs.pools === 0) return;
     for (const [key, pa] of p.pools) {
       if (pa.ready === 0) continue;
-      const runs = this.#runsByPool.get(key);
-      if (!runs || (this.inner.poolStat(pa.suite, pa.pool)?.ready ?? 0) > 0) continue;
-      for (const [run, owner] of [...runs]) {
+      const runs = this.#runs.inPool(key);
+      if (runs.length === 0 || (this.inner.poolStat(pa.suite, pa.pool)?.ready ?? 0) > 0) continue;
+      for (const [run, owner] of runs) {
         if (run.pinned || !('caller' in owner)) continue;
-        if (!this.#withdraw(run)) continue;
+        if (!this.#runs.withdraw(run)) continue;
         owner.local = null;
         this.#route(owner, null);
       }
@@ -827,8 +715,7 @@ export class ClusterRouter implements Router {
         this.#finish(a, { ok: false, error: new FlowtestError('worker_disconnected', `node ${p.node}, which held the job, ${what}`), cancelReason: 'node_gone' });
       }
     }
-    const held = this.#heldFrom.get(p.node);
-    if (held) for (const h of [...held]) this.#silence(h);
+    this.#heldJobs.nodeGone(p.node);
     this.#listings.nodeGone(p.node);
     // Last: the cancels just written for its jobs would wait for nobody.
     this.bus.forget(p.node);
