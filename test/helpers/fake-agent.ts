@@ -103,13 +103,29 @@ export class FakeAgent {
 
 /** Rejects a WebSocket handshake expected to fail; resolves with the HTTP status. */
 export async function handshakeStatus(url: string, protocols: string[] | undefined, headers: Record<string, string>): Promise<number> {
+  return (await handshakeRefusal(url, protocols, headers)).status;
+}
+
+/** A WebSocket handshake expected to be refused: its HTTP status and parsed JSON body (null when not JSON); rejects when it opens. */
+export function handshakeRefusal(url: string, protocols: string[] | undefined, headers: Record<string, string>): Promise<{ status: number; body: any }> {
   const ws = new WebSocket(url, protocols, { headers, perMessageDeflate: false });
   ws.on('error', () => {});
   return new Promise((resolve, reject) => {
     ws.on('unexpected-response', (_req, res) => {
-      res.resume();
-      ws.terminate();
-      resolve(res.statusCode ?? 0);
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('error', reject);
+      res.on('end', () => {
+        ws.terminate();
+        let body: unknown = null;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          // not JSON: body stays null
+        }
+        resolve({ status: res.statusCode ?? 0, body });
+      });
     });
     ws.on('open', () => {
       ws.terminate();

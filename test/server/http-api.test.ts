@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { test } from 'node:test';
-import { ERROR_CODES } from '../../shared/errors.ts';
+import { AGENT_ERROR_CODES, ERROR_CODES } from '../../shared/errors.ts';
 import { workerListSchema } from '../../shared/protocol.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
 import { metricSum } from '../helpers/metrics-text.ts';
 import { dispatch, getJson, startTestServer, TOKENS } from '../helpers/server.ts';
+import { within } from '../helpers/wait.ts';
 
 const body = { pool: 'pool1', request: { method: 'GET', url: 'http://127.0.0.1:9/' } };
 
@@ -130,7 +131,7 @@ test('no token and no authorization header appears in any log line', async (t) =
   await dispatch(s, 'acme', body, { token: 'wrong-token-xyz-123' });
   await getJson(s, '/v1/workers', TOKENS.admin);
   a.ws.close();
-  await a.closed;
+  await within(a.closed, 3000, 'the worker socket to close');
   await s.close();
   assert.ok(s.logLines.length > 3);
   for (const line of s.logLines) {
@@ -139,6 +140,16 @@ test('no token and no authorization header appears in any log line', async (t) =
   }
 });
 
-test('every error code has an HTTP status in the registry', () => {
-  for (const [code, { status }] of Object.entries(ERROR_CODES)) assert.ok(status >= 400 && status < 600, code);
+test("every error an agent reports reaches the client with the registry's HTTP status, code and the agent's message", async (t) => {
+  const s = await startTestServer(t);
+  const a = await FakeAgent.connect(t, s.wsUrl, { concurrency: 1 });
+  for (const code of AGENT_ERROR_CODES) {
+    const pending = dispatch(s, 'acme', body);
+    const job = await a.nextJob();
+    a.send({ type: 'result', id: job.id, error: { code, message: `agent says ${code}` } });
+    const r = await within(pending, 3000, `the answer of a job failed with ${code}`);
+    assert.equal(r.status, ERROR_CODES[code].status, code);
+    assert.deepEqual(r.body, { error: { code, message: `agent says ${code}` } });
+  }
+  assert.deepEqual(s.router.stats(), { pending: 0, queued: 0, inFlight: 0, workers: 1, pools: 1 });
 });

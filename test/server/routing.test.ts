@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FakeAgent } from '../helpers/fake-agent.ts';
 import { dispatch, startTestServer } from '../helpers/server.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 const req = (path = '/') => ({ method: 'GET', url: `http://127.0.0.1:9${path}` });
 
@@ -131,13 +131,13 @@ test('a draining worker takes no new job; queued jobs wait for the others; it is
   // The job it held still completes; then the server closes it (nothing can be on the way).
   a.reply(held.id);
   assert.equal((await first).status, 200);
-  assert.deepEqual(await a.closed, { code: 1000, reason: 'drained' });
+  assert.deepEqual(await within(a.closed, 3000, 'the server to close the drained worker'), { code: 1000, reason: 'drained' });
 });
 
 test('a worker that drains holding nothing is closed by the server at once with 1000', async (t) => {
   const s = await startTestServer(t);
   const a = await FakeAgent.connect(t, s.wsUrl);
   a.send({ type: 'drain' });
-  assert.deepEqual(await a.closed, { code: 1000, reason: 'drained' });
+  assert.deepEqual(await within(a.closed, 3000, 'the server to close the worker that drained holding nothing'), { code: 1000, reason: 'drained' });
   await waitUntil(() => s.router.stats().workers === 0);
 });

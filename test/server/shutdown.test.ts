@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FakeAgent } from '../helpers/fake-agent.ts';
-import { dispatch, startTestServer } from '../helpers/server.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { PROTOCOL_VERSION } from '../../shared/limits.ts';
+import { FakeAgent, handshakeRefusal } from '../helpers/fake-agent.ts';
+import { dispatch, getJson, startTestServer, TOKENS } from '../helpers/server.ts';
+import { within } from '../helpers/wait.ts';
 
 const body = { pool: 'pool1', timeoutMs: 30_000, request: { method: 'GET', url: 'http://127.0.0.1:9/' } };
 
@@ -12,15 +13,16 @@ test('shutdown: refuses new dispatches, lets jobs in flight finish, then closes 
   const inFlight = dispatch(s, 'acme', body);
   const job = await a.nextJob();
   const closed = s.close();
-  await waitUntil(async () => (await fetch(`${s.url}/readyz`).catch(() => null))?.status !== 200, 2000, 'not ready').catch(() => {});
+  // Shutdown has begun (the server stops being ready at once) while the job is still held.
+  assert.equal((await getJson(s, '/readyz')).status, 503);
   // The answer to the job still in flight gets through.
   a.reply(job.id, 200, 'finished during grace');
-  const r = await inFlight;
+  const r = await within(inFlight, 5000, 'the answer of the job finished during the grace');
   assert.equal(r.status, 200);
   assert.equal(r.body.response.body, 'finished during grace');
-  const { code } = await a.closed;
+  const { code } = await within(a.closed, 5000, 'the server to close the worker once its jobs ended');
   assert.equal(code, 1001);
-  await closed;
+  await within(closed, 5000, 'shutdown to complete');
   assert.deepEqual(s.router.stats(), { pending: 0, queued: 0, inFlight: 0, workers: 0, pools: 0 });
 });
 
@@ -42,8 +44,8 @@ test('shutdown: while draining the server still answers: dispatch and /readyz 50
   assert.equal(r.body.error.code, 'shutting_down');
   const cancel = await a.next('cancel');
   assert.equal(cancel.id, job.id);
-  assert.equal((await a.closed).code, 1001);
-  await closed;
+  assert.equal((await within(a.closed, 5000, 'the server to close the worker after the grace')).code, 1001);
+  await within(closed, 5000, 'shutdown to complete');
 });
 
 test('shutdown: a large answer finishing during the grace reaches the client whole', async (t) => {
@@ -54,10 +56,10 @@ test('shutdown: a large answer finishing during the grace reaches the client who
   const job = await a.nextJob();
   const closed = s.close();
   a.reply(job.id, 200, big);
-  const r = await inFlight;
+  const r = await within(inFlight, 10_000, 'the large answer');
   assert.equal(r.status, 200);
   assert.equal(r.body.response.body.length, big.length);
-  await closed;
+  await within(closed, 10_000, 'shutdown to complete');
 });
 
 test('shutdown: new workers are refused while draining', async (t) => {
@@ -66,8 +68,14 @@ test('shutdown: new workers are refused while draining', async (t) => {
   const p = dispatch(s, 'acme', body);
   const job = await a.nextJob();
   const closed = s.close();
-  await assert.rejects(FakeAgent.connect(t, s.wsUrl));
-  a.reply(job.id);
-  await p;
-  await closed;
+  const url = `${s.wsUrl}/v1/workers/connect?${new URLSearchParams({ suite: 'acme', name: 'pool1', concurrency: '1' })}`;
+  const refused = await within(handshakeRefusal(url, [PROTOCOL_VERSION], { authorization: `Bearer ${TOKENS.worker}` }), 5000, 'the refusal of a new worker');
+  assert.equal(refused.status, 503);
+  assert.equal(refused.body?.error?.code, 'shutting_down');
+  assert.equal(s.router.stats().workers, 1, 'only the worker connected before shutdown');
+  a.reply(job.id, 200, 'answered while draining');
+  const r = await within(p, 5000, 'the answer of the job held by the draining server');
+  assert.equal(r.status, 200);
+  assert.equal(r.body.response.body, 'answered while draining');
+  await within(closed, 5000, 'shutdown to complete');
 });
