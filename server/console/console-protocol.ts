@@ -1,8 +1,8 @@
 /**
  * The console socket's messages. Page → server messages are zod schemas decoded
- * through shared/codec.ts; server → page messages are plain types (the page is a
- * browser module and cannot import TypeScript, so static/console-socket.js mirrors
- * them — keep the two in step).
+ * through shared/codec.ts; server → page messages are plain types. The page's modules
+ * import these types in JSDoc (`@import`) and are checked against them by
+ * `npm run typecheck` (tsconfig.page.json), so the page cannot drift from them unseen.
  *
  * Handshake: `GET /v1/console`, subprotocols `flowtest.console.v1` and
  * `token.<base64url(admin token)>`; the server answers with `flowtest.console.v1` only.

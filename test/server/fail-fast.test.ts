@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FakeAgent } from '../helpers/fake-agent.ts';
 import { dispatch, getJson, startTestServer } from '../helpers/server.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 const req = { method: 'GET', url: 'http://127.0.0.1:9/' };
 const empty = { pending: 0, queued: 0, inFlight: 0 };
@@ -26,7 +26,7 @@ for (const how of ['close', 'terminate'] as const) {
     const started = Date.now();
     if (how === 'close') doomed.ws.close(1000);
     else doomed.ws.terminate();
-    const results = await Promise.all(held);
+    const results = await within(Promise.all(held), 3000, 'the jobs held by the worker that left to fail');
     const elapsed = Date.now() - started;
     for (const r of results) {
       assert.equal(r.status, 502);
@@ -34,7 +34,7 @@ for (const how of ['close', 'terminate'] as const) {
     }
     assert.ok(elapsed < 1000, `failed after ${elapsed} ms`);
     other.reply(moved.id);
-    assert.equal((await queued).status, 200);
+    assert.equal((await within(queued, 3000, 'the answer of the job moved to the other worker')).status, 200);
     assert.deepEqual(tables(s), empty);
   });
 }
@@ -47,8 +47,8 @@ test('jobs queued when the last worker leaves fail with no_worker (no waiting fo
   const queued = dispatch(s, 'acme', { pool: 'pool1', request: req });
   await waitUntil(() => s.router.stats().queued === 1);
   a.ws.terminate();
-  assert.equal((await held).body.error.code, 'worker_disconnected');
-  assert.equal((await queued).body.error.code, 'no_worker');
+  assert.equal((await within(held, 3000, 'the held job to fail')).body.error.code, 'worker_disconnected');
+  assert.equal((await within(queued, 3000, 'the queued job to fail')).body.error.code, 'no_worker');
   assert.deepEqual(s.router.stats(), { pending: 0, queued: 0, inFlight: 0, workers: 0, pools: 0 });
 });
 
@@ -60,7 +60,7 @@ test('deadline: timeout (504) and the worker is sent cancel; the late result is 
   assert.ok(job.timeoutMs <= 100);
   const cancel = await a.next('cancel');
   assert.deepEqual(cancel, { type: 'cancel', id: job.id, reason: 'timeout' });
-  const res = await r;
+  const res = await within(r, 3000, 'the timed-out answer');
   assert.equal(res.status, 504);
   assert.equal(res.body.error.code, 'timeout');
   assert.deepEqual(tables(s), empty);

@@ -87,6 +87,26 @@ test('payload_too_large (413) by declared length and by streamed size, connectio
   assert.deepEqual(status, { status: 413, connection: 'close' });
 });
 
+test('payload_too_large (413) for a declared content-length over the limit, answered before any of the body is sent', async (t) => {
+  const s = await startTestServer(t, { maxPayloadBytes: 2048 });
+  // Headers only: a server that waited for the declared body to count it would never answer.
+  const answer = new Promise<{ status: number; body: any }>((resolve, reject) => {
+    const rq = request(`${s.url}/v1/suites/acme/dispatch`, { method: 'POST', headers: { authorization: `Bearer ${TOKENS.client}`, 'content-type': 'application/json', 'content-length': '1000000' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      res.on('error', reject);
+    });
+    rq.on('error', reject);
+    t.after(() => rq.destroy());
+    rq.flushHeaders();
+  });
+  const r = await within(answer, 3000, 'the 413 to a declared length, with no body sent');
+  assert.equal(r.status, 413);
+  assert.equal(r.body.error.code, 'payload_too_large');
+});
+
 test('health, readiness, 404 and 405', async (t) => {
   const s = await startTestServer(t);
   assert.deepEqual(await getJson(s, '/healthz'), { status: 200, body: { status: 'ok' } });

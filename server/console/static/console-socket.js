@@ -1,5 +1,9 @@
+// @ts-check
 // The console's socket: token in a subprotocol entry, heartbeat, reconnect with backoff.
-// Mirrors server/console/console-protocol.ts (message types) — keep the two in step.
+// Messages are typed by server/console/console-protocol.ts itself (JSDoc imports, checked
+// by `npm run typecheck`): a change there that the page does not follow fails the check.
+/** @import { ConsoleClientMessage, ConsoleServerMessage } from '../console-protocol.ts' */
+/** @typedef {'connecting' | 'live' | 'resyncing' | 'reconnecting' | 'refused' | 'stopped'} SocketStatus */
 
 export const SUBPROTOCOL = 'flowtest.console.v1';
 const FIRST_BACKOFF_MS = 500;
@@ -8,7 +12,7 @@ const DEFAULT_HEARTBEAT_MS = 5_000;
 /** A socket that brought no message for this many heartbeats is taken for dead. */
 const DEAD_AFTER_BEATS = 2.5;
 
-/** base64url of a UTF-8 string, without padding (a subprotocol must be an HTTP token). */
+/** base64url of a UTF-8 string, without padding (a subprotocol must be an HTTP token). @param {string} text */
 export function base64url(text) {
   const bytes = new TextEncoder().encode(text);
   let bin = '';
@@ -16,7 +20,12 @@ export function base64url(text) {
   return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 }
 
-/** The one place the page parses a server message. */
+/**
+ * The one place the page parses a server message. Only the shape's `type` is checked:
+ * the server is trusted to send what its protocol types say.
+ * @param {string} text
+ * @returns {ConsoleServerMessage | null}
+ */
 export function decodeMessage(text) {
   try {
     const m = JSON.parse(text);
@@ -26,7 +35,11 @@ export function decodeMessage(text) {
   }
 }
 
-/** Asks the server whether `token` is an admin token: 'ok' | 'unknown' | 'not-admin' | 'unreachable'. */
+/**
+ * Asks the server whether `token` is an admin token.
+ * @param {string} token
+ * @returns {Promise<'ok' | 'unknown' | 'not-admin' | 'unreachable'>}
+ */
 export async function checkToken(token) {
   try {
     const res = await fetch('/console/auth', { headers: { authorization: `Bearer ${token}` }, cache: 'no-store' });
@@ -45,15 +58,24 @@ export async function checkToken(token) {
  * Every timer and socket handler is owned here and released by #drop / stop().
  */
 export class ConsoleSocket {
+  /** @type {WebSocket | null} */
   #ws = null;
-  #heartbeatTimer = null; // owner: #startHeartbeat / #drop
-  #retryTimer = null; // owner: #scheduleRetry / stop
+  /** @type {ReturnType<typeof setInterval> | undefined} */
+  #heartbeatTimer = undefined; // owner: #startHeartbeat / #drop
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  #retryTimer = undefined; // owner: #scheduleRetry / stop
   #backoffMs = FIRST_BACKOFF_MS;
   #heartbeatMs = DEFAULT_HEARTBEAT_MS;
   #lastMessageAt = 0;
   #stopped = false;
   #failuresBeforeOpen = 0;
 
+  /**
+   * @param {object} options
+   * @param {string} options.token
+   * @param {(m: ConsoleServerMessage) => void} options.onMessage
+   * @param {(state: SocketStatus, detail?: string) => void} options.onStatus
+   */
   constructor({ token, onMessage, onStatus }) {
     this.token = token;
     this.onMessage = onMessage;
@@ -68,17 +90,19 @@ export class ConsoleSocket {
   stop() {
     this.#stopped = true;
     clearTimeout(this.#retryTimer);
-    this.#retryTimer = null;
+    this.#retryTimer = undefined;
     this.#drop(1000, 'signed out');
     this.onStatus('stopped');
   }
 
+  /** @param {ConsoleClientMessage} message @returns {boolean} sent */
   send(message) {
     if (!this.#ws || this.#ws.readyState !== WebSocket.OPEN) return false;
     this.#ws.send(JSON.stringify(message));
     return true;
   }
 
+  /** @param {number} ms */
   setHeartbeat(ms) {
     if (typeof ms === 'number' && ms > 0 && ms !== this.#heartbeatMs) {
       this.#heartbeatMs = ms;
@@ -124,7 +148,7 @@ export class ConsoleSocket {
   /** Detaches and closes the current socket without waiting for its close handshake. */
   #drop(code = 4000, reason = 'heartbeat') {
     clearInterval(this.#heartbeatTimer);
-    this.#heartbeatTimer = null;
+    this.#heartbeatTimer = undefined;
     const ws = this.#ws;
     this.#ws = null;
     if (!ws) return;
@@ -132,6 +156,7 @@ export class ConsoleSocket {
     if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(code, reason);
   }
 
+  /** @param {boolean} opened @param {number} code @param {string} reason */
   async #afterLoss(opened, code, reason) {
     if (this.#stopped) return;
     let detail = code === 1001 ? 'server restarting' : reason || 'connection lost';
@@ -156,7 +181,7 @@ export class ConsoleSocket {
     const delay = Math.random() * this.#backoffMs; // full jitter
     this.#backoffMs = Math.min(MAX_BACKOFF_MS, this.#backoffMs * 2);
     this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = null;
+      this.#retryTimer = undefined;
       this.#connect();
     }, delay);
   }

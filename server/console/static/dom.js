@@ -1,6 +1,13 @@
+// @ts-check
 // Tiny DOM helpers. Data is only ever put in the page as text (never as HTML).
 
-/** Creates an element: h('td', { class: 'num', title: 'x' }, 'text', childNode, …). */
+/**
+ * Creates an element: h('td', { class: 'num', title: 'x' }, 'text', childNode, …).
+ * @param {string} tag
+ * @param {Record<string, any> | null} attrs
+ * @param {...(Node | string | number | null | undefined | false)} children
+ * @returns {HTMLElement}
+ */
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   if (attrs) {
@@ -19,12 +26,17 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
-/** Sets text only when it changed (cheap for thousands of cells). */
+/** Sets text only when it changed (cheap for thousands of cells). @param {Element} el @param {string | number} text */
 export function setText(el, text) {
   const t = String(text);
   if (el.textContent !== t) el.textContent = t;
 }
 
+/**
+ * The element of `id`; the page's ids are fixed, so a missing one is a bug, not a state.
+ * @param {string} id
+ * @returns {any}
+ */
 export function $(id) {
   return document.getElementById(id);
 }

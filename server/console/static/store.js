@@ -1,5 +1,38 @@
+// @ts-check
 // What the page knows, rebuilt from each snapshot and moved forward by each delta.
+// Typed by the server's console protocol (checked by `npm run typecheck`, no build step).
+/** @import { ConsoleServerMessage, Counters, JobRow, PoolView } from '../console-protocol.ts' */
+/** @import { WorkerInfo } from '../../../shared/protocol.ts' */
 
+/** @typedef {Extract<ConsoleServerMessage, { type: 'snapshot' }>} SnapshotMessage */
+/** @typedef {Extract<ConsoleServerMessage, { type: 'delta' }>} DeltaMessage */
+
+/**
+ * @typedef {object} Store
+ * @property {Map<string, WorkerInfo>} workers id → worker
+ * @property {Map<string, PoolView>} pools "suite/pool" → pool
+ * @property {JobRow[]} jobs oldest first, at most feedSize
+ * @property {number} lastSeq
+ * @property {number} feedSize
+ * @property {Counters | null} counters
+ * @property {number} heartbeatMs
+ * @property {number} clockOffsetMs serverTime − Date.now() at the last message, for ages
+ * @property {{ at: number, text: string }[]} events recent worker arrivals and departures, newest first
+ */
+
+/** @typedef {{ full: true }} FullRender */
+/**
+ * @typedef {object} DeltaChanges
+ * @property {false} full
+ * @property {Set<string>} workers ids upserted
+ * @property {WorkerInfo[]} gone
+ * @property {boolean} pools
+ * @property {JobRow[]} jobs new rows
+ * @property {number} dropped rows dropped from the front of the feed
+ */
+/** @typedef {FullRender | DeltaChanges} Changes */
+
+/** @returns {Store} */
 export function createStore() {
   return {
     /** id → WorkerInfo */
@@ -19,15 +52,22 @@ export function createStore() {
   };
 }
 
+/** @type {(suite: string, pool: string) => string} */
 export const poolKey = (suite, pool) => `${suite}/${pool}`;
 const MAX_EVENTS = 12;
 
+/** @param {Store} store @param {string} text */
 function event(store, text) {
   store.events.unshift({ at: Date.now() + store.clockOffsetMs, text });
   if (store.events.length > MAX_EVENTS) store.events.length = MAX_EVENTS;
 }
 
-/** Replaces everything; returns a change set that asks for a full render. */
+/**
+ * Replaces everything; returns a change set that asks for a full render.
+ * @param {Store} store
+ * @param {SnapshotMessage} m
+ * @returns {FullRender}
+ */
 export function applySnapshot(store, m) {
   store.workers = new Map(m.workers.map((w) => [w.id, w]));
   store.pools = new Map(m.pools.map((p) => [poolKey(p.suite, p.pool), p]));
@@ -40,8 +80,14 @@ export function applySnapshot(store, m) {
   return { full: true };
 }
 
-/** Applies a delta; returns what changed. */
+/**
+ * Applies a delta; returns what changed.
+ * @param {Store} store
+ * @param {DeltaMessage} m
+ * @returns {DeltaChanges}
+ */
 export function applyDelta(store, m) {
+  /** @type {DeltaChanges} */
   const changes = { full: false, workers: new Set(), gone: [], pools: false, jobs: [], dropped: 0 };
   store.clockOffsetMs = m.serverTime - Date.now();
   for (const w of m.workers) {

@@ -1,0 +1,171 @@
+/**
+ * Mutation run: proves the tests can tell. Copies the repository (without node_modules,
+ * which is symlinked, and .git) to a scratch directory once; then for each mutation of
+ * scripts/mutations.ts writes the mutated file there, runs the mutation's test files
+ * with a bound, and puts the file back. A failing run means "caught".
+ *
+ *   npm run mutate                 every mutation; last line "N caught, M survived"
+ *   npm run mutate -- NAME [NAME]  only these
+ *   npm run mutate -- --list       names, files and tests; checks every search text, runs nothing
+ *
+ * Exit code 1 when a mutation survived, or when a search text is not found exactly once
+ * (a stale mutation, named on stderr); 2 on bad arguments.
+ */
+import { spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MUTATIONS, type Mutation } from './mutations.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const DEFAULT_TIMEOUT_MS = 90_000;
+/** Per test: a hang names its test well before the mutation's bound. */
+const TEST_TIMEOUT_MS = 30_000;
+
+type Verdict = { kind: 'caught'; by: string; ms: number } | { kind: 'survived'; ms: number } | { kind: 'timed out'; ms: number };
+
+function occurrences(text: string, search: string): number {
+  let n = 0;
+  for (let i = text.indexOf(search); i >= 0; i = text.indexOf(search, i + 1)) n += 1;
+  return n;
+}
+
+/** Why the mutation cannot be applied to `root`, or null. */
+function staleness(root: string, m: Mutation): string | null {
+  let text: string;
+  try {
+    text = readFileSync(join(root, m.file), 'utf8');
+  } catch {
+    return `${m.file} does not exist`;
+  }
+  const n = occurrences(text, m.search);
+  if (n === 0) return `search text not found in ${m.file}: ${JSON.stringify(m.search)}`;
+  if (n > 1) return `search text found ${n} times in ${m.file} (must be once): ${JSON.stringify(m.search)}`;
+  for (const file of m.tests) {
+    try {
+      readFileSync(join(root, file));
+    } catch {
+      return `test file ${file} does not exist`;
+    }
+  }
+  return null;
+}
+
+/** Copies the tree to a scratch directory: sources only, node_modules linked. */
+function scratchCopy(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'flowtest-mutate-'));
+  cpSync(ROOT, dir, {
+    recursive: true,
+    filter: (src) => {
+      const rel = relative(ROOT, src);
+      const top = rel.split('/')[0];
+      return top !== 'node_modules' && top !== '.git';
+    },
+  });
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
+  return dir;
+}
+
+/** Runs the test files in `cwd`; the process group is killed at `timeoutMs`. */
+function runTests(cwd: string, files: string[], timeoutMs: number): Promise<Verdict> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const child = spawn(
+      process.execPath,
+      // --test-force-exit: a mutation that leaks a timer must not hold the run until the timer fires.
+      ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', `--test-timeout=${TEST_TIMEOUT_MS}`, '--test-reporter=tap', ...files],
+      // CI set: browser tests fail rather than skip, as in CI.
+      { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, CI: process.env.CI ?? '1' } },
+    );
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c));
+    child.stderr.on('data', () => {}); // drained, not kept
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }, timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      const ms = performance.now() - started;
+      if (timedOut) return resolve({ kind: 'timed out', ms });
+      if (code === 0) return resolve({ kind: 'survived', ms });
+      // The first failing test, innermost first (TAP indents subtests).
+      const failed = [...out.matchAll(/^\s*not ok \d+ - (.*)$/gm)].map((m) => m[1].trim());
+      resolve({ kind: 'caught', by: failed[0] ?? `exit code ${code}`, ms });
+    });
+  });
+}
+
+function parseArgs(argv: string[]): { list: boolean; names: string[] } {
+  const list = argv.includes('--list');
+  const names = argv.filter((a) => a !== '--list');
+  for (const n of names) {
+    if (n.startsWith('-') || !MUTATIONS.some((m) => m.name === n)) {
+      process.stderr.write(`unknown mutation or option: ${n}\nknown: ${MUTATIONS.map((m) => m.name).join(', ')}\n`);
+      process.exit(2);
+    }
+  }
+  return { list, names };
+}
+
+async function main(): Promise<void> {
+  const names = new Set(MUTATIONS.map((m) => m.name));
+  if (names.size !== MUTATIONS.length) throw new Error('mutation names must be unique');
+  const args = parseArgs(process.argv.slice(2));
+  const chosen = args.names.length > 0 ? MUTATIONS.filter((m) => args.names.includes(m.name)) : MUTATIONS;
+
+  let stale = 0;
+  for (const m of chosen) {
+    const why = staleness(ROOT, m);
+    if (why) {
+      stale += 1;
+      process.stderr.write(`stale    ${m.name}: ${why}\n`);
+    }
+  }
+  if (args.list) {
+    for (const m of chosen) process.stdout.write(`${m.name}\n  ${m.promise}\n  ${m.file} → ${m.tests.join(' ')}\n`);
+    process.stdout.write(`${chosen.length} mutations, ${stale} stale\n`);
+    process.exit(stale > 0 ? 1 : 0);
+  }
+
+  const dir = scratchCopy();
+  let caught = 0;
+  let survived = 0;
+  const started = performance.now();
+  try {
+    for (const m of chosen) {
+      if (staleness(dir, m)) continue; // reported above
+      const path = join(dir, m.file);
+      const original = readFileSync(path, 'utf8');
+      writeFileSync(path, original.replace(m.search, () => m.replace));
+      try {
+        const v = await runTests(dir, m.tests, m.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+        const secs = `${(v.ms / 1000).toFixed(1)} s`;
+        if (v.kind === 'survived') {
+          survived += 1;
+          process.stdout.write(`survived ${m.name} (${secs}): ${m.promise}\n`);
+        } else {
+          caught += 1;
+          const how = v.kind === 'caught' ? `by "${v.by}"` : 'only by the bound: no test named it';
+          process.stdout.write(`caught   ${m.name} (${secs}) ${how}\n`);
+        }
+      } finally {
+        writeFileSync(path, original);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (stale > 0) process.stderr.write(`${stale} stale mutation(s): re-target their search text in scripts/mutations.ts\n`);
+  process.stdout.write(`run took ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
+  process.stdout.write(`${caught} caught, ${survived} survived\n`);
+  process.exit(survived > 0 || stale > 0 ? 1 : 0);
+}
+
+await main();

@@ -1,0 +1,183 @@
+/**
+ * Deliberate bugs that the test suite must catch, one per promise of the product.
+ * `npm run mutate` applies each to a scratch copy of the tree and runs only the test
+ * files listed with it; a mutation whose tests still pass has "survived".
+ *
+ * Each mutation replaces one exact text in one file. The text must occur exactly once:
+ * when the code it points at is rewritten, `npm run mutate -- --list` names the stale
+ * mutation and exits non-zero — re-target it by editing its `search` line (and the
+ * `replace` line under it). Add a mutation with every new promise; list the fewest
+ * test files that catch it, so that the whole run stays within about 12 minutes.
+ */
+
+export interface Mutation {
+  /** Short, unique, kebab-case: `npm run mutate -- NAME` runs it alone. */
+  name: string;
+  /** The promise the mutation breaks, as a user would state it. */
+  promise: string;
+  /** Path from the repository root. */
+  file: string;
+  /** Exact text, found exactly once in `file`. */
+  search: string;
+  replace: string;
+  /** Test files (from the root) of which at least one must fail. */
+  tests: string[];
+  /** Bound of the test run in ms (default 90 s); hitting it counts as caught, but slowly. */
+  timeoutMs?: number;
+}
+
+export const MUTATIONS: Mutation[] = [
+  {
+    name: 'fail-fast-held-jobs',
+    promise: "jobs held by a worker whose socket is gone fail at once with worker_disconnected",
+    file: 'server/local-router.ts',
+    search: 'const held = [...session.held.values()];',
+    replace: 'const held: Job[] = [];',
+    tests: ['test/server/fail-fast.test.ts'],
+  },
+  {
+    name: 'deadline-timer-kept',
+    promise: "a job's deadline timer is cleared when the job ends",
+    file: 'server/local-router.ts',
+    search: 'if (job.deadlineTimer) clearTimeout(job.deadlineTimer);',
+    replace: 'if (job.deadlineTimer) void 0;',
+    tests: ['test/leaks/01-caller-gives-up.test.ts'],
+  },
+  {
+    name: 'concurrency-plus-one',
+    promise: 'a worker never holds more jobs than its concurrency',
+    file: 'server/pool.ts',
+    search: 'if (!w.ready || !w.writable || w.inFlight >= w.concurrency) continue;',
+    replace: 'if (!w.ready || !w.writable || w.inFlight >= w.concurrency + 1) continue;',
+    tests: ['test/server/pool.test.ts'],
+  },
+  {
+    name: 'heartbeat-never-cuts',
+    promise: 'a worker that answers no ping is cut within 2 × heartbeat',
+    file: 'server/worker-session.ts',
+    search: 'if (this.#awaitingPong) {',
+    replace: 'if (false) {',
+    tests: ['test/server/worker-gateway.test.ts'],
+  },
+  {
+    name: 'heartbeat-cuts-a-tick-late',
+    promise: 'a frozen worker is cut within 2 × heartbeat of its last pong, not 3',
+    file: 'server/worker-session.ts',
+    search: 'if (this.#awaitingPong) {',
+    replace: 'if (this.#awaitingPong && ((this as any).missedTicks = ((this as any).missedTicks ?? 0) + 1) > 1) {',
+    tests: ['test/server/worker-gateway.test.ts'],
+  },
+  {
+    name: 'heartbeat-interval-late',
+    promise: 'pings go out every heartbeatMs, so the cut falls within 2 × heartbeat',
+    file: 'server/worker-session.ts',
+    search: 'this.#nextTickAt = Math.max(this.#nextTickAt + hb, performance.now() + hb / 2);',
+    replace: 'this.#nextTickAt = Math.max(this.#nextTickAt + hb * 1.5, performance.now() + hb / 2);',
+    tests: ['test/server/worker-gateway.test.ts'],
+  },
+  {
+    name: 'heartbeat-timer-not-cleared',
+    promise: "a session's heartbeat timer is cleared when the session ends",
+    file: 'server/worker-session.ts',
+    search: 'if (this.#heartbeat) clearTimeout(this.#heartbeat);',
+    replace: 'if (this.#heartbeat) void 0;',
+    tests: ['test/server/worker-gateway.test.ts'],
+  },
+  {
+    name: 'cross-suite-token',
+    promise: "a token is valid only for its own suite",
+    file: 'server/auth.ts',
+    search: "return g[access.role].has(access.suite) ? 'ok' : 'forbidden';",
+    replace: "return g[access.role].size > 0 ? 'ok' : 'forbidden';",
+    tests: ['test/server/auth.test.ts'],
+  },
+  {
+    name: 'cidr-always-matches',
+    promise: '--allow-host CIDR patterns admit only addresses inside the prefix',
+    file: 'worker-agent/allowlist.ts',
+    search: 'list.addSubnet(address, bits, type);',
+    replace: 'list.addSubnet(address, 0, type);',
+    tests: ['test/worker-agent/allowlist.test.ts'],
+  },
+  {
+    name: 'origin-null-accepted',
+    promise: 'the console socket refuses the Origin `null` unless it is listed',
+    file: 'server/console/origin.ts',
+    search: 'if (o === ownOrigin(ctx)) return true;',
+    replace: "if (o === ownOrigin(ctx) || o === 'null') return true;",
+    tests: ['test/console/console-logic.test.ts'],
+  },
+  {
+    name: 'request-declared-size-ignored',
+    promise: 'a dispatch declaring a body over --max-payload-bytes is refused (413) before it is read',
+    file: 'server/http-api.ts',
+    search: 'if (declared > deps.maxPayloadBytes) return sendError(res, tooLarge(deps.maxPayloadBytes), true);',
+    replace: 'if (false) return sendError(res, tooLarge(deps.maxPayloadBytes), true);',
+    tests: ['test/server/http-api.test.ts'],
+  },
+  {
+    name: 'request-streamed-size-ignored',
+    promise: 'a dispatch body streaming past --max-payload-bytes is refused (413) without being kept',
+    file: 'server/http-api.ts',
+    search: 'if (size > limit) {',
+    replace: 'if (false) {',
+    tests: ['test/server/http-api.test.ts'],
+  },
+  {
+    name: 'response-declared-size-ignored',
+    promise: "a target response declaring more than the agent's limit fails at its headers, unread",
+    file: 'worker-agent/job-runner.ts',
+    search: 'if (declared > options.maxResponseBytes) {',
+    replace: 'if (false) {',
+    tests: ['test/worker-agent/job-runner.test.ts'],
+  },
+  {
+    name: 'response-streamed-size-ignored',
+    promise: "a target response streaming past the agent's limit fails with response_too_large",
+    file: 'worker-agent/job-runner.ts',
+    search: 'if (received > options.maxResponseBytes) {',
+    replace: 'if (false) {',
+    tests: ['test/worker-agent/job-runner.test.ts'],
+  },
+  {
+    name: 'redirects-followed',
+    promise: 'the agent returns a redirect as it is and never follows it',
+    file: 'worker-agent/job-runner.ts',
+    search: 'req.on(\'response\', (response) => {',
+    replace:
+      "req.on('response', (response) => { if (response.statusCode! >= 300 && response.statusCode! < 400 && response.headers.location) { response.resume(); void runJob({ ...request, url: new URL(response.headers.location, url).href }, options).then(finish); return; }",
+    tests: ['test/worker-agent/job-runner.test.ts'],
+  },
+  {
+    name: 'client-abort-ignored',
+    promise: 'a CI client that drops its connection cancels its job',
+    file: 'server/http-api.ts',
+    search: 'if (!res.writableFinished) abort.abort();',
+    replace: 'if (!res.writableFinished) void 0;',
+    tests: ['test/server/fail-fast.test.ts'],
+  },
+  {
+    name: 'shutdown-grace-skipped',
+    promise: 'shutdown lets jobs in flight finish within the grace',
+    file: 'server/local-router.ts',
+    search: 'if (this.#jobs.size > 0 && graceMs > 0) {',
+    replace: 'if (false) {',
+    tests: ['test/server/shutdown.test.ts'],
+  },
+  {
+    name: 'agent-cancel-ignored',
+    promise: 'a cancel from the server aborts the request at the target',
+    file: 'worker-agent/agent.ts',
+    search: 'job.controller.abort();\n    this.#logger.info({ jobId: frame.id, reason: frame.reason }, \'job cancelled by the server\');',
+    replace: "this.#logger.info({ jobId: frame.id, reason: frame.reason }, 'job cancelled by the server');",
+    tests: ['test/worker-agent/agent.test.ts'],
+  },
+  {
+    name: 'draining-worker-never-closed',
+    promise: 'the server closes a draining worker (1000) once it holds nothing',
+    file: 'server/local-router.ts',
+    search: "if (session.state === 'draining' && session.held.size === 0) session.close(1000, 'drained');",
+    replace: "if (session.state === 'draining' && session.held.size === 0) void 0;",
+    tests: ['test/server/routing.test.ts'],
+  },
+];
