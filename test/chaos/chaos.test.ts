@@ -5,7 +5,10 @@
  * new server takes over, the old one gets SIGTERM). For every dispatch: exactly one
  * answer, a contract error code (with its HTTP status) or the job's own response, within
  * its deadline plus a small slack; the target sees no job id twice; afterwards the
- * server's tables are empty. The plan comes from a seeded PRNG: the seed is in the test
+ * server's tables are empty. Each kill takes down the agent holding a probe job (a
+ * request that hangs at the target, with a long deadline): the probe must end
+ * `worker_disconnected` within 2 × heartbeat (+ slack) of the kill — the fail-fast
+ * promise — never by its deadline. The plan comes from a seeded PRNG: the seed is in the test
  * name, and FLOWTEST_CHAOS_SEED=N replays it.
  */
 import assert from 'node:assert/strict';
@@ -20,8 +23,9 @@ import { metricSum } from '../helpers/metrics-text.ts';
 import { rng, seedFrom } from '../helpers/prng.ts';
 import { startCli, type Proc } from '../helpers/processes.ts';
 import { TOKENS } from '../helpers/server.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 import { ChaosProxy } from './proxy.ts';
+import { localPortsOf } from './socket-owner.ts';
 
 const seed = seedFrom('FLOWTEST_CHAOS_SEED');
 const RUN_MS = 12_000;
@@ -31,6 +35,8 @@ const HEARTBEAT_MS = 300;
 /** Answers may come this much after the deadline (timer lateness with six busy processes on two cores). */
 const SLACK_MS = 1500;
 const FAULTS = ['ok', 'ok', 'ok', 'slow', 'slow', 'hang', 'reset', 'reset-mid'] as const;
+/** Deadline of a probe job: far beyond how soon it must fail when its agent is killed. */
+const PROBE_TIMEOUT_MS = 8000;
 const ALLOWED: readonly ErrorCode[] = ['timeout', 'worker_disconnected', 'target_unreachable', 'target_timeout', 'no_worker', 'shutting_down', 'overloaded'];
 
 interface Outcome {
@@ -52,11 +58,14 @@ test(`chaos: random faults while dispatching (seed ${seed}; replay with FLOWTEST
 
   // The target: answers by the fault named in the query, counts every job id it sees.
   const seen = new Map<string, number>();
+  /** Job id → the client port of its request at the target (the port of the agent that holds it). */
+  const requestPorts = new Map<string, number>();
   const slowTimers = new Set<NodeJS.Timeout>(); // owned here, cleared when answered, dropped or closed
   const target = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const id = url.pathname.split('/')[2] ?? '';
     seen.set(id, (seen.get(id) ?? 0) + 1);
+    if (req.socket.remotePort !== undefined) requestPorts.set(id, req.socket.remotePort);
     req.resume();
     const fault = url.searchParams.get('fault');
     if (fault === 'ok') res.end(id);
@@ -111,6 +120,34 @@ test(`chaos: random faults while dispatching (seed ${seed}; replay with FLOWTEST
   const workers = async () => (await server.client.get('/v1/workers', { token: TOKENS.admin })).body.workers as { id: string; inFlight: number }[];
   await waitUntil(async () => (await workers()).length === AGENTS, 20_000, 'agents connected');
 
+  // ---- probes: a job whose holder is known, for each kill ----
+  interface Probe {
+    id: string;
+    killedAt: number | null;
+    answer: Promise<{ at: number; status?: number; code?: string; error?: string }>;
+  }
+  const probes: Probe[] = [];
+  /** Sends a probe and returns the running agent that holds it, or null when none does within a bound. */
+  const probeHolder = async (): Promise<{ probe: Probe; holder: Proc | null }> => {
+    const id = `p${probes.length}`;
+    const answer = server.client
+      .dispatch('acme', { pool: 'pool1', timeoutMs: PROBE_TIMEOUT_MS, waitForWorkerMs: 2000, request: { method: 'GET', url: `${targetUrl}/job/${id}?fault=hang` } })
+      .then(
+        (r) => ({ at: performance.now(), status: r.status, code: r.body?.error?.code as string | undefined }),
+        (err: unknown) => ({ at: performance.now(), error: String(err) }),
+      );
+    const probe: Probe = { id, killedAt: null, answer };
+    probes.push(probe);
+    const arrived = await waitUntil(() => requestPorts.has(id), 3000, 'the probe at the target').then(
+      () => true,
+      () => false, // queued, or sent to a stopped agent: this kill picks its victim at random
+    );
+    if (!arrived) return { probe, holder: null };
+    const port = requestPorts.get(id)!;
+    const holder = [...agents].find((a) => !stopped.has(a) && localPortsOf(a.pid).has(port)) ?? null;
+    return { probe, holder };
+  };
+
   // ---- faults ----
   const random = rng(seed);
   const faults = { kill: 0, stop: 0, reset: 0, restart: 0 };
@@ -139,7 +176,10 @@ test(`chaos: random faults while dispatching (seed ${seed}; replay with FLOWTEST
       const kind = firstKinds[0] ?? random.pick(['kill', 'stop', 'reset', 'reset'] as const);
       let applied = false;
       if (kind === 'kill' && running.length > 0) {
-        random.pick(running).child.kill('SIGKILL');
+        const { probe, holder } = await probeHolder();
+        const victim = holder && !stopped.has(holder) && holder.child.exitCode === null ? holder : random.pick(running);
+        if (victim === holder) probe.killedAt = performance.now();
+        victim.child.kill('SIGKILL');
         startAgentProc();
         applied = true;
       } else if (kind === 'stop' && running.length > 1) {
@@ -223,12 +263,26 @@ test(`chaos: random faults while dispatching (seed ${seed}; replay with FLOWTEST
       violations.push(`${o.id} (${o.fault}): ${o.status} ${parsed.data.error.code}: ${parsed.data.error.message}`);
     }
   }
+  // ---- the fail-fast promise: a killed agent's jobs end worker_disconnected, promptly ----
+  const promptMs = 2 * HEARTBEAT_MS + SLACK_MS;
+  const probed: string[] = [];
+  for (const probe of probes) {
+    const a = await within(probe.answer, PROBE_TIMEOUT_MS + SLACK_MS, `the answer to probe ${probe.id}`);
+    if (probe.killedAt === null) continue; // its holder was not found: only the general invariants apply
+    const after = a.at - probe.killedAt;
+    probed.push(`${probe.id}: ${a.code ?? a.status ?? a.error} after ${after.toFixed(0)} ms`);
+    if (a.code !== 'worker_disconnected' || after > promptMs) {
+      violations.push(`${probe.id} (held by a killed agent): ${a.code ?? a.status ?? a.error} ${after.toFixed(0)} ms after the kill; the promise is worker_disconnected within ${promptMs} ms`);
+    }
+  }
+  t.diagnostic(`probes held by killed agents: ${probed.join('; ') || 'none'}`);
   t.diagnostic(`${outcomes.length} dispatches: ${JSON.stringify(Object.fromEntries(counts))}`);
   t.diagnostic(`faults: ${JSON.stringify(faults)}; target saw ${seen.size} job ids; latest answer ${worstLateMs.toFixed(0)} ms past its deadline`);
   assert.deepEqual(violations.slice(0, 10), [], `seed ${seed}: ${violations.length} violations`);
   assert.ok(outcomes.length > 500, `only ${outcomes.length} dispatches`);
   assert.equal(faults.restart, 1);
   assert.ok(faults.kill > 0 && faults.stop > 0 && faults.reset > 0, JSON.stringify(faults));
+  assert.ok(probed.length > 0, `no kill hit the holder of a probe (${probes.length} probes)`);
   for (const k of ['ok', 'timeout', 'client-aborted', 'target_unreachable']) assert.ok((counts.get(k) ?? 0) > 0, `no ${k} (seed ${seed})`);
 
   // ---- afterwards: everything settles and every table is empty ----

@@ -1,6 +1,7 @@
 /**
  * The console page in real Chromium (Debian's, driven by playwright-core), against a
- * real server and real agents. Skipped, saying why, only when /usr/bin/chromium is absent.
+ * real server and real agents. When /usr/bin/chromium is absent: skipped, saying why —
+ * but failed when `CI` is set (see browserTestMode).
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -13,21 +14,22 @@ import { startCli } from '../helpers/processes.ts';
 import { dispatch, startTestServer, TOKENS, type TestServer } from '../helpers/server.ts';
 import { startTarget } from '../helpers/target.ts';
 import { waitUntil } from '../helpers/wait.ts';
-import { chromiumMissing, launchChromium } from './chromium.ts';
+import { browserTestMode, launchChromium } from './chromium.ts';
 import { consoleProtocols, startBlackholeProxy, startRig, workerInfo } from './console-harness.ts';
 
-const missing = chromiumMissing();
+const mode = browserTestMode();
 let browser: Browser | undefined;
 before(async () => {
-  if (!missing) browser = await launchChromium();
+  if (mode.run) browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
 });
 
-/** A test that needs Chromium; skipped with the reason when it is not installed. */
+/** A test that needs Chromium; without it, skipped with the reason — or failed, in CI. */
 function browserTest(name: string, fn: (t: TestContext, page: Page, frames: string[]) => Promise<void>): void {
-  test(name, { skip: missing ?? false }, async (t) => {
+  test(name, { skip: 'skip' in mode ? mode.skip : false }, async (t) => {
+    if ('fail' in mode) assert.fail(mode.fail);
     const context = await browser!.newContext();
     t.after(() => context.close());
     const page = await context.newPage();
@@ -228,7 +230,10 @@ browserTest("the page's heartbeat notices a dead connection, reconnects and resy
   rig.router.workers.set('w-before', workerInfo('w-before'));
   await openConsole(page, proxy.url);
   await page.waitForSelector('tr[data-worker-id="w-before"]');
-  assert.equal(await page.evaluate('window.__flowtestConsole.stats.snapshots'), 1);
+  // On a busy machine the page may already have reconnected once (a 200 ms heartbeat is
+  // tight): count snapshots from here rather than expecting exactly one.
+  const snapshotsBefore = Number(await page.evaluate('window.__flowtestConsole.stats.snapshots'));
+  assert.ok(snapshotsBefore >= 1);
 
   proxy.blackhole();
   // While the page hears nothing, the world changes.
@@ -239,7 +244,9 @@ browserTest("the page's heartbeat notices a dead connection, reconnects and resy
 
   await page.waitForSelector('tr[data-worker-id="w-after"]', { timeout: 5000 });
   assert.equal(await page.locator('tr[data-worker-id="w-before"]').count(), 0);
-  assert.equal(await page.evaluate('window.__flowtestConsole.stats.snapshots'), 2);
+  // The blackholed socket delivered nothing: what the page shows came from a fresh snapshot.
+  const snapshotsAfter = Number(await page.evaluate('window.__flowtestConsole.stats.snapshots'));
+  assert.ok(snapshotsAfter > snapshotsBefore, `snapshots ${snapshotsBefore} → ${snapshotsAfter}`);
   assert.equal(await page.getAttribute('#status', 'data-state'), 'live');
 });
 
