@@ -95,11 +95,28 @@ function runTests(cwd: string, files: string[], timeoutMs: number): Promise<Verd
       const ms = performance.now() - started;
       if (timedOut) return resolve({ kind: 'timed out', ms });
       if (code === 0) return resolve({ kind: 'survived', ms });
-      // The first failing test, innermost first (TAP indents subtests).
-      const failed = [...out.matchAll(/^\s*not ok \d+ - (.*)$/gm)].map((m) => m[1].trim());
-      resolve({ kind: 'caught', by: failed[0] ?? `exit code ${code}`, ms });
+      resolve({ kind: 'caught', by: firstFailure(out) ?? `exit code ${code}`, ms });
     });
   });
+}
+
+/**
+ * The first failing test of a TAP report, quoted, with "(timed out)" when the runner cut
+ * it, or the file when no test failed by name: a mutation should be caught by a test
+ * that names the broken promise, not by a file that ran too long.
+ */
+function firstFailure(tap: string): string | null {
+  const lines = tap.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^\s*not ok \d+ - (.*)$/.exec(lines[i]);
+    if (!m) continue;
+    const name = m[1].trim();
+    if (name.endsWith('.test.ts')) continue; // a file's own line; its failing test, if any, is named elsewhere
+    const error = lines.slice(i + 1, i + 12).find((l) => /^\s*error:/.test(l)) ?? '';
+    return `"${name}"${/test timed out/.test(error) ? ' (timed out)' : ''}`;
+  }
+  const file = /^\s*not ok \d+ - (.*\.test\.ts)$/m.exec(tap);
+  return file ? `the file ${file[1].trim()} (no test named)` : null;
 }
 
 function parseArgs(argv: string[]): { list: boolean; names: string[] } {
@@ -152,7 +169,7 @@ async function main(): Promise<void> {
           process.stdout.write(`survived ${m.name} (${secs}): ${m.promise}\n`);
         } else {
           caught += 1;
-          const how = v.kind === 'caught' ? `by "${v.by}"` : 'only by the bound: no test named it';
+          const how = v.kind === 'caught' ? `by ${v.by}` : 'only by the bound: no test named it';
           process.stdout.write(`caught   ${m.name} (${secs}) ${how}\n`);
         }
       } finally {

@@ -41,7 +41,7 @@ export const MUTATIONS: Mutation[] = [
     file: 'server/pending-jobs.ts',
     search: 'if (job.deadlineTimer) clearTimeout(job.deadlineTimer);',
     replace: 'if (job.deadlineTimer) void 0;',
-    tests: ['test/leaks/01-caller-gives-up.test.ts'],
+    tests: ['test/server/fail-fast.test.ts'],
   },
   {
     name: 'concurrency-plus-one',

@@ -290,14 +290,14 @@ test(`chaos: random faults while dispatching (seed ${seed}; replay with FLOWTEST
   contTimers.clear();
   for (const agent of stopped) agent.child.kill('SIGCONT');
   stopped.clear();
-  assert.deepEqual(await oldServerExit, { code: 0, signal: null }, 'the old server shut down by itself');
+  assert.deepEqual(await within(oldServerExit ?? Promise.resolve(null), 15_000, 'the old server to exit after SIGTERM'), { code: 0, signal: null }, 'the old server shut down by itself');
   // Summed over the suite and pool labels: the whole server's figure.
   const gauge = async (name: string) => metricSum((await server.client.get('/metrics')).body, name);
   await waitUntil(async () => (await gauge('flowtest_jobs_in_flight')) === 0 && (await gauge('flowtest_jobs_queued')) === 0, 5000, 'no job in flight or queued');
   assert.ok((await workers()).every((w) => w.inFlight === 0));
   for (const agent of agents) agent.child.kill('SIGTERM');
-  await Promise.all([...agents].map((a) => a.exited));
+  await within(Promise.all([...agents].map((a) => a.exited)), 15_000, 'the agents to exit on SIGTERM');
   await waitUntil(async () => (await workers()).length === 0, 5000, 'no worker listed');
   server.proc.child.kill('SIGTERM');
-  assert.deepEqual(await server.proc.exited, { code: 0, signal: null });
+  assert.deepEqual(await within(server.proc.exited, 15_000, 'the server to exit on SIGTERM'), { code: 0, signal: null });
 });

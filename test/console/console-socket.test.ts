@@ -5,7 +5,7 @@ import { createLogger } from '../../server/logger.ts';
 import { CONSOLE_PATH, CONSOLE_SUBPROTOCOL } from '../../server/console/console-protocol.ts';
 import { FakeAgent, handshakeStatus } from '../helpers/fake-agent.ts';
 import { dispatch, startTestServer, TOKENS } from '../helpers/server.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 import { ConsoleClient, consoleProtocols, startRig, workerInfo } from './console-harness.ts';
 
 test('an admin token opens the console: only flowtest.console.v1 is selected, and a snapshot comes first', async (t) => {
@@ -209,14 +209,14 @@ test('ping → pong; a bad message closes with 1008; a silent console is cut aft
   c.send({ type: 'ping', t: 42 });
   assert.equal((await c.next('pong')).t, 42);
   const silentSince = Date.now();
-  const { code } = await c.closed;
+  const { code } = await within(c.closed, 5000, 'the server to cut the silent console');
   assert.equal(code, 1006, 'terminated, no close frame');
   assert.ok(Date.now() - silentSince >= 250);
   assert.equal(rig.gateway.openConsoles, 0);
 
   const bad = await ConsoleClient.connect(t, rig.wsUrl);
   bad.ws.send('{"type":"hello"}');
-  const closed = await bad.closed;
+  const closed = await within(bad.closed, 5000, 'the server to close the console that sent a bad message');
   assert.equal(closed.code, 1008);
   assert.match(closed.reason, /bad message/);
 });
@@ -282,7 +282,7 @@ test('the feed ticks only while a console is open and removes its router observe
   const c2 = await ConsoleClient.connect(t, rig.wsUrl);
   await c2.next('snapshot');
   await rig.gateway.close();
-  assert.equal((await c2.closed).code, 1001);
+  assert.equal((await within(c2.closed, 5000, 'the gateway to close the console')).code, 1001);
   assert.equal(rig.router.observers.size, 0);
   assert.deepEqual({ ticking: rig.gateway.feed.stats().ticking, observing: rig.gateway.feed.stats().observing }, { ticking: false, observing: false });
   assert.equal(await handshakeStatus(`${rig.wsUrl}${CONSOLE_PATH}`, consoleProtocols(TOKENS.admin), {}), 503);
@@ -311,6 +311,6 @@ test('with the real router: one observer while the server runs, none after close
   const c2 = await ConsoleClient.connect(t, s.wsUrl);
   await c2.next('snapshot');
   await s.close();
-  assert.deepEqual(await c2.closed, { code: 1001, reason: 'server shutting down' });
+  assert.deepEqual(await within(c2.closed, 5000, 'the server to close the console on shutdown'), { code: 1001, reason: 'server shutting down' });
   assert.equal(s.console.feed.stats().observing, false);
 });

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { getJson } from '../helpers/server.ts';
 import { ROOT, startCli } from '../helpers/processes.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 test('without a tokens file the server prints dev tokens, a working agent command and the console address', async (t) => {
   const server = startCli(t, ['server', '--host', '127.0.0.1', '--port', '0']);
@@ -42,5 +42,5 @@ test('without a tokens file the server prints dev tokens, a working agent comman
   assert.match(agentLog.join(''), /signal received: draining/);
   await waitUntil(async () => (await getJson({ url }, '/v1/suites/default/workers', client)).body.workers?.length === 0, 10_000, 'the agent to leave');
   server.child.kill('SIGTERM');
-  assert.deepEqual(await server.exited, { code: 0, signal: null });
+  assert.deepEqual(await within(server.exited, 15_000, 'the server process to exit on SIGTERM'), { code: 0, signal: null });
 });

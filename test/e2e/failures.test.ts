@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { startAgentProc, startServerProc } from '../helpers/cluster.ts';
 import { dispatch, getJson, TOKENS } from '../helpers/server.ts';
 import { startTarget } from '../helpers/target.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 const workers = async (server: { url: string }) => (await getJson(server, '/v1/suites/acme/workers', TOKENS.client)).body.workers as { id: string; state: string; inFlight: number }[];
 
@@ -71,7 +71,7 @@ test('agent SIGTERM: sends drain, finishes the job in flight, is closed with 100
   const r = await job;
   assert.equal(r.status, 200);
   assert.equal(r.body.response.body, 'released');
-  assert.deepEqual(await agent.exited, { code: 0, signal: null });
+  assert.deepEqual(await within(agent.exited, 15_000, 'the agent process to exit'), { code: 0, signal: null });
   await server.waitForLine(/"reason":"drained".*"msg":"worker gone"/, 5000);
 });
 
@@ -91,7 +91,7 @@ test('server SIGTERM: the job in flight finishes, agents get 1001 and retry, the
   release();
   const r = await job;
   assert.equal(r.status, 200);
-  assert.deepEqual(await server.exited, { code: 0, signal: null });
+  assert.deepEqual(await within(server.exited, 15_000, 'the server process to exit'), { code: 0, signal: null });
   await agent.waitForLine(/"code":1001/, 5000);
   await agent.waitForLine(/reconnecting/, 5000);
 });

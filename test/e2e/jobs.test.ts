@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { startAgentProc, startServerProc } from '../helpers/cluster.ts';
 import { dispatch, TOKENS } from '../helpers/server.ts';
 import { startTarget } from '../helpers/target.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 test('bodies, headers, redirects, allowlist and response limit through a real agent', async (t) => {
   const target = await startTarget(t);
@@ -87,9 +87,9 @@ test('no token and no authorization header in any log line of server or agent', 
   assert.equal(r.status, 200);
   await dispatch(server, 'acme', { pool: 'pool1', request: { method: 'GET', url: `${target.url}/x` } }, { token: 'a-wrong-token-123456' });
   agent.child.kill('SIGTERM');
-  await agent.exited;
+  await within(agent.exited, 15_000, 'the agent process to exit on SIGTERM');
   server.child.kill('SIGTERM');
-  await server.exited;
+  await within(server.exited, 15_000, 'the server process to exit on SIGTERM');
   const lines = [...server.stdout, ...server.stderr, ...agent.stdout, ...agent.stderr];
   assert.ok(lines.length > 5);
   for (const line of lines) {
@@ -101,7 +101,7 @@ test('an agent refused with 401 or 403 exits 3 with a one-line reason', async (t
   const server = await startServerProc(t);
   for (const token of ['unknown-token-1234567', TOKENS.otherWorker]) {
     const agent = startAgentProc(t, server, [], token);
-    const { code } = await agent.exited;
+    const { code } = await within(agent.exited, 15_000, 'the refused agent process to exit');
     assert.equal(code, 3);
     assert.equal(agent.stderr.filter(Boolean).length, 1, agent.stderr.join('\n'));
     assert.match(agent.stderr[0], /^flowtest agent: .*(401|403)/);

@@ -14,7 +14,7 @@ import { rng, runPool, seedFrom } from '../helpers/prng.ts';
 import { resources, waitForResources } from '../helpers/resources.ts';
 import { ScriptedAgent } from '../helpers/scripted-agent.ts';
 import { startTestServer } from '../helpers/server.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 const request = (path: string) => ({ method: 'GET', url: `http://127.0.0.1:9${path}` });
 const idle = { pending: 0, queued: 0, inFlight: 0 };
@@ -117,7 +117,7 @@ test('finding 1 (caller gives up): 3,000 timed-out, cancelled and aborted dispat
   // And once everything is closed, the process holds what it held before.
   client.destroy();
   for (const a of agents) a.ws.close();
-  await Promise.all(agents.map((a) => a.closed));
+  await within(Promise.all(agents.map((a) => a.closed)), 5000, 'the worker sockets to close');
   await s.close();
   assert.deepEqual(s.router.stats(), { ...idle, workers: 0, pools: 0 });
   await waitForResources(baseline);

@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { FakeAgent } from '../helpers/fake-agent.ts';
 import { resources, waitForResources } from '../helpers/resources.ts';
 import { startTestServer, TOKENS } from '../helpers/server.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 const MAX_PAYLOAD = 64 * 1024;
 const validBody = JSON.stringify({ pool: 'pool1', request: { method: 'GET', url: 'http://127.0.0.1:9/' } });
@@ -175,8 +175,8 @@ test('finding 5: a dispatch whose headers arrive after shutdown began gets 503 s
   conn.destroy();
   worker.reply(job.id);
   assert.equal((await held).response.body, 'ok');
-  await closed;
-  await worker.closed;
+  await within(closed, 5000, 'the dispatch connection to close');
+  await within(worker.closed, 5000, 'the worker socket to close');
   await waitForResources(baseline);
 });
 
@@ -208,7 +208,7 @@ test('finding 5: rejections after the whole body was read (400, 429, 503 no_work
   worker.reply(job.id);
   await busy;
   worker.ws.close();
-  await worker.closed;
+  await within(worker.closed, 5000, 'the worker socket to close');
   await s.close();
   await waitForResources(baseline);
 });

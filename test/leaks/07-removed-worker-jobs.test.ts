@@ -11,7 +11,7 @@ import { resources, waitForResources } from '../helpers/resources.ts';
 import { ScriptedAgent } from '../helpers/scripted-agent.ts';
 import { startTestServer } from '../helpers/server.ts';
 import { trackSessions } from '../helpers/sessions.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 const job = (body?: string) => ({ pool: 'pool1', timeoutMs: 30_000, request: { method: 'POST', url: 'http://127.0.0.1:9/', ...(body ? { body } : {}) } });
 const timed = (p: Promise<Answer>) => p.then((r) => ({ r, at: performance.now() }));
@@ -47,7 +47,7 @@ test('finding 7 (removed worker jobs wait forever): a reset worker fails its 40 
 
   client.destroy();
   b.ws.close();
-  await b.closed;
+  await within(b.closed, 5000, 'the worker socket to close');
   await s.close();
   await waitForResources(baseline);
 });
@@ -104,7 +104,7 @@ test('finding 7: dispatches racing a clean close each get one answer at once —
     }
     const lastMs = Math.max(...done.map(({ at }) => at)) - closedAt;
     assert.ok(lastMs < 2000, `round ${round}: last answered ${lastMs.toFixed(0)} ms after the close`);
-    await a.closed;
+    await within(a.closed, 5000, `round ${round}: the worker socket to close`);
   }
   t.diagnostic(`answers: ${JSON.stringify(Object.fromEntries(codes))}`);
   assert.ok((codes.get('worker_disconnected') ?? 0) > 0);

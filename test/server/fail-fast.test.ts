@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FakeAgent } from '../helpers/fake-agent.ts';
+import { resources } from '../helpers/resources.ts';
 import { dispatch, getJson, startTestServer } from '../helpers/server.ts';
 import { waitUntil, within } from '../helpers/wait.ts';
 
@@ -69,6 +70,34 @@ test('deadline: timeout (504) and the worker is sent cancel; the late result is 
   a.reply('never-existed');
   await waitUntil(async () => (await lateCount(s)) === 2, 5000, 'two late results counted');
   assert.equal(a.ws.readyState, a.ws.OPEN, 'late results are not an error');
+});
+
+test('deadline: the timer of a job that ends before it (answered, failed, client gone, worker gone) is cleared', async (t) => {
+  const s = await startTestServer(t);
+  const a = await FakeAgent.connect(t, s.wsUrl);
+  // A minute-long deadline: a timer left behind by an ended job would outlive the test.
+  const long = { pool: 'pool1', timeoutMs: 60_000, request: req };
+  const timers = () => resources().Timeout ?? 0;
+  const baseline = timers();
+  const answered = dispatch(s, 'acme', long);
+  a.reply((await a.nextJob()).id);
+  assert.equal((await within(answered, 3000, 'the answered job')).status, 200);
+  const failed = dispatch(s, 'acme', long);
+  a.send({ type: 'result', id: (await a.nextJob()).id, error: { code: 'target_unreachable', message: 'x' } });
+  assert.equal((await within(failed, 3000, 'the failed job')).body.error.code, 'target_unreachable');
+  const ac = new AbortController();
+  const abandoned = dispatch(s, 'acme', long, { signal: ac.signal });
+  await a.nextJob();
+  ac.abort();
+  await assert.rejects(abandoned);
+  await a.next('cancel');
+  // The worker that leaves takes its session's heartbeat timer with it, and its job's deadline timer must go too.
+  const b = await FakeAgent.connect(t, s.wsUrl, { name: 'other' });
+  const orphaned = dispatch(s, 'acme', { ...long, pool: 'other' });
+  await b.nextJob();
+  b.ws.terminate();
+  assert.equal((await within(orphaned, 3000, 'the job of the worker that left')).body.error.code, 'worker_disconnected');
+  await waitUntil(() => timers() <= baseline, 2000, `active timers back to ${baseline} (now ${timers()})`);
 });
 
 async function lateCount(s: { url: string }): Promise<number> {
