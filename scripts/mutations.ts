@@ -36,6 +36,15 @@ export const MUTATIONS: Mutation[] = [
     tests: ['test/server/fail-fast.test.ts'],
   },
   {
+    name: 'fail-fast-held-jobs-chaos',
+    promise: 'under chaos, the jobs of a SIGKILLed agent end worker_disconnected within 2 × heartbeat, not by their deadline',
+    file: 'server/local-router.ts',
+    search: 'if (this.#pending.get(id)?.worker !== worker) continue;',
+    replace: 'continue;',
+    tests: ['test/chaos/chaos.test.ts'],
+    timeoutMs: 150_000,
+  },
+  {
     name: 'deadline-timer-kept',
     promise: "a job's deadline timer is cleared when the job ends",
     file: 'server/pending-jobs.ts',

@@ -45,7 +45,9 @@ async function openConsole(page: Page, base: string, token: string = TOKENS.admi
   await page.goto(`${base}/console#token=${encodeURIComponent(token)}`);
   await page.waitForSelector('#status[data-state="live"]');
   // "live" is set when the snapshot arrives; the page draws it on the next animation frame.
-  await page.waitForFunction("document.getElementById('c-workers').textContent !== '–'");
+  // Polled from here: page.waitForFunction polls inside the page by evaluating a string,
+  // which the console's CSP (no 'unsafe-eval') refuses whenever the first check is false.
+  await waitUntil(async () => (await page.textContent('#c-workers')) !== '–', 5000, 'the snapshot drawn');
 }
 
 function startInProcessAgent(t: TestContext, s: TestServer, name: string) {

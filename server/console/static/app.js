@@ -1,4 +1,7 @@
+// @ts-check
 // The console page: sign-in, one socket, a store, and views rendered once per frame.
+/** @import { ConsoleClientMessage, ConsoleServerMessage } from '../console-protocol.ts' */
+/** @import { Changes } from './store.js' */
 import { ConsoleSocket, checkToken } from './console-socket.js';
 import { DetailsView } from './details-view.js';
 import { $, setText } from './dom.js';
@@ -15,9 +18,11 @@ const STATUS_TEXT = {
 };
 
 let store = createStore();
+/** @type {ConsoleSocket | null} */
 let socket = null;
 /** Bumped by every sign-in and sign-out: a token check that answers after a newer one is ignored. */
 let signInAttempt = 0;
+/** @param {ConsoleClientMessage} m */
 const send = (m) => socket?.send(m) ?? false;
 const workers = new WorkersView(store);
 const feed = new FeedView(store, (id) => details.show(id));
@@ -26,9 +31,10 @@ const form = new SendForm(store, send);
 
 /** Measurements for people and tests (never the token). */
 const stats = { snapshots: 0, deltas: 0, resyncs: 0, lastSnapshotRenderMs: 0, maxDeltaRenderMs: 0, totalDeltaRenderMs: 0 };
-window.__flowtestConsole = { stats, workerCount: () => store.workers.size, jobCount: () => store.jobs.length };
+/** @type {any} */ (window).__flowtestConsole = { stats, workerCount: () => store.workers.size, jobCount: () => store.jobs.length };
 
 // ---- rendering: changes are merged and drawn once per animation frame ----
+/** @type {(Changes & { force?: boolean }) | null} */
 let pending = null;
 function merge(a, b) {
   if (!a) return b;
@@ -74,12 +80,13 @@ function renderCounters() {
   setText($('c-inflight'), c.inFlight);
 }
 
+/** Every server message, as the console protocol types it. @param {ConsoleServerMessage} m */
 function onMessage(m) {
   switch (m.type) {
     case 'snapshot':
       stats.snapshots += 1;
       applySnapshot(store, m);
-      socket.setHeartbeat(m.heartbeatMs);
+      socket?.setHeartbeat(m.heartbeatMs);
       schedule({ full: true });
       return;
     case 'delta':
@@ -149,8 +156,9 @@ async function signIn(token) {
   $('main').hidden = false;
   $('counters').hidden = false;
   $('sign-out').hidden = false;
-  socket = new ConsoleSocket({ token, onMessage, onStatus: setStatus });
-  socket.start();
+  const s = new ConsoleSocket({ token, onMessage, onStatus: setStatus });
+  socket = s;
+  s.start();
 }
 
 /** `#token=…` signs in at once; the fragment is then removed from the address bar and history. */

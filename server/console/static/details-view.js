@@ -1,8 +1,15 @@
+// @ts-check
 // One job in full (as the server masked it) and its Replay; also renders test-request results.
+/** @import { ConsoleServerMessage } from '../console-protocol.ts' */
+/** @typedef {Extract<ConsoleServerMessage, { type: 'dispatch-result' }>} DispatchResultMessage */
 import { $, h } from './dom.js';
 import { bodyNode, fmtClock, fmtMs, headersNode } from './format.js';
 
-/** A dispatch-result message as a block: status, worker, duration, headers, body — or the error code. */
+/**
+ * A dispatch-result message as a block: status, worker, duration, headers, body — or the error code.
+ * @param {DispatchResultMessage} m
+ * @param {string} label
+ */
 export function resultNode(m, label) {
   if (!m.ok) {
     return h('div', { class: 'result-block', dataset: { outcome: m.error.code } },
@@ -17,8 +24,10 @@ export function resultNode(m, label) {
 
 export class DetailsView {
   #root = $('details');
+  /** @type {string | null} */
   #current = null;
   /** The Replay awaiting its dispatch-result: { ref, out }. */
+  /** @type {{ ref: string, out: HTMLElement } | null} */
   #pendingReplay = null;
   #send;
 
@@ -34,7 +43,7 @@ export class DetailsView {
     else this.#root.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
   }
 
-  /** A `job` message from the server. */
+  /** A `job` message from the server. @param {Extract<ConsoleServerMessage, { type: 'job' }>} m */
   onJob(m) {
     if (m.id !== this.#current) return;
     if (!m.job) {
@@ -75,6 +84,7 @@ export class DetailsView {
   }
 
   /** A `dispatch-result` for a replay; returns true when it was one. */
+  /** @param {DispatchResultMessage} m */
   onResult(m) {
     if (!this.#pendingReplay || this.#pendingReplay.ref !== m.ref) return false;
     this.#pendingReplay.out.replaceChildren(resultNode(m, 'Replay'));

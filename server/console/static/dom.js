@@ -4,7 +4,7 @@
 /**
  * Creates an element: h('td', { class: 'num', title: 'x' }, 'text', childNode, …).
  * @param {string} tag
- * @param {Record<string, any> | null} attrs
+ * @param {Record<string, any> | null} [attrs]
  * @param {...(Node | string | number | null | undefined | false)} children
  * @returns {HTMLElement}
  */

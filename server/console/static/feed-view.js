@@ -1,3 +1,6 @@
+// @ts-check
+/** @import { Store } from './store.js' */
+/** @import { JobRow } from '../console-protocol.ts' */
 // The job feed: newest first, bounded, filtered by suite, pool and outcome. It holds
 // still while the pointer is over it (or "pause" is ticked): at hundreds of jobs per
 // second rows could not be read or clicked otherwise.
@@ -13,7 +16,7 @@ export class FeedView {
   #pool = $('f-pool');
   #outcome = $('f-outcome');
   #count = $('feed-count');
-  #wrap = document.querySelector('.feed-wrap');
+  #wrap = /** @type {HTMLElement} */ (document.querySelector('.feed-wrap'));
   #pauseBox = $('f-pause');
   #hovering = false;
   /** New jobs arrived while paused. */
@@ -23,9 +26,11 @@ export class FeedView {
   /** job id → tr (rows on screen) */
   #rows = new Map();
   #selected = null;
+  /** @type {Store} */
   #store;
   #onSelect;
 
+  /** @param {Store} store @param {(id: string) => void} onSelect */
   constructor(store, onSelect) {
     this.#store = store;
     this.#onSelect = onSelect;
@@ -53,10 +58,12 @@ export class FeedView {
     return this.#hovering || this.#pauseBox.checked;
   }
 
+  /** @param {Store} store */
   setStore(store) {
     this.#store = store;
   }
 
+  /** @param {JobRow} row */
   #passes(row) {
     const suite = this.#suite.value;
     const pool = this.#pool.value;
@@ -82,9 +89,10 @@ export class FeedView {
     }
   }
 
+  /** @param {JobRow} r */
   #row(r) {
     const failed = r.outcome !== 'ok';
-    const statusClass = failed ? 'outcome' : r.status >= 500 ? 'outcome s5xx' : r.status >= 400 ? 'outcome s4xx' : 'outcome';
+    const statusClass = failed ? 'outcome' : (r.status ?? 0) >= 500 ? 'outcome s5xx' : (r.status ?? 0) >= 400 ? 'outcome s4xx' : 'outcome';
     const tr = h('tr', { class: failed ? 'fail' : null, tabindex: 0, dataset: { jobId: r.id, outcome: r.outcome } },
       h('td', { title: new Date(r.at).toISOString() }, fmtClock(r.at)),
       h('td', null, `${r.suite} / ${r.pool}`),

@@ -1,11 +1,17 @@
+// @ts-check
+/** @import { Store } from './store.js' */
 // "Send a test request": dispatched through the console socket with the admin's authority.
+/** @import { ConsoleClientMessage, ConsoleServerMessage } from '../console-protocol.ts' */
+/** @import { HttpRequest } from '../../../shared/protocol.ts' */
 import { $, h, setText } from './dom.js';
 import { whyLevel } from './format.js';
 import { resultNode } from './details-view.js';
 import { poolKey } from './store.js';
 
 /** "Name: value" lines → header map (repeated names become lists). Throws on a bad line. */
+/** @param {string} text @returns {Record<string, string | string[]>} */
 export function parseHeaders(text) {
+  /** @type {Record<string, string | string[]>} */
   const headers = {};
   for (const [i, raw] of text.split('\n').entries()) {
     const line = raw.trim();
@@ -16,7 +22,7 @@ export function parseHeaders(text) {
     const value = line.slice(colon + 1).trim();
     if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) throw new Error(`header line ${i + 1}: "${name}" is not a header name`);
     const prev = headers[name];
-    headers[name] = prev === undefined ? value : [].concat(prev, value);
+    headers[name] = prev === undefined ? value : [...(Array.isArray(prev) ? prev : [prev]), value];
   }
   return headers;
 }
@@ -27,10 +33,14 @@ export class SendForm {
   #why = $('send-why');
   #suites = $('suite-list');
   #poolsList = $('pool-list');
+  /** @type {string | null} */
   #pending = null;
+  /** @type {Store} */
   #store;
+  /** @type {(m: ConsoleClientMessage) => boolean} */
   #send;
 
+  /** @param {Store} store @param {(m: ConsoleClientMessage) => boolean} send */
   constructor(store, send) {
     this.#store = store;
     this.#send = send;
@@ -41,6 +51,7 @@ export class SendForm {
     this.#form.addEventListener('input', () => this.renderWhy());
   }
 
+  /** @param {Store} store */
   setStore(store) {
     this.#store = store;
   }
@@ -80,13 +91,15 @@ export class SendForm {
     try {
       headers = parseHeaders(f.headers.value);
     } catch (err) {
-      this.#out.replaceChildren(h('p', { class: 'error' }, err.message));
+      this.#out.replaceChildren(h('p', { class: 'error' }, /** @type {Error} */ (err).message));
       return;
     }
+    /** @type {HttpRequest} */
     const request = { method: f.method.value, url: f.url.value.trim() };
     if (Object.keys(headers).length > 0) request.headers = headers;
     if (f.body.value !== '') request.body = f.body.value;
     const ref = `send-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+    /** @type {Extract<ConsoleClientMessage, { type: 'dispatch' }>} */
     const message = { type: 'dispatch', ref, suite: f.suite.value.trim(), dispatch: { pool: f.pool.value.trim(), timeoutMs: Number(f.timeoutMs.value), request } };
     if (!this.#send(message)) {
       this.#out.replaceChildren(h('p', { class: 'error' }, 'Not connected.'));
@@ -97,6 +110,7 @@ export class SendForm {
   }
 
   /** A `dispatch-result`; returns true when it answered this form. */
+  /** @param {Extract<ConsoleServerMessage, { type: 'dispatch-result' }>} m */
   onResult(m) {
     if (m.ref !== this.#pending) return false;
     this.#pending = null;

@@ -1,3 +1,6 @@
+// @ts-check
+/** @import { Store } from './store.js' */
+/** @import { WorkerInfo } from '../../../shared/protocol.ts' */
 // Workers grouped by suite and pool, with the "why not?" of each pool.
 import { $, h, setText } from './dom.js';
 import { fmtAddress, fmtAge, fmtMs, shortId, whyLevel } from './format.js';
@@ -16,13 +19,16 @@ export class WorkersView {
   #suites = new Map();
   /** worker id → { tr, cells } */
   #rows = new Map();
+  /** @type {Store} */
   #store;
 
+  /** @param {Store} store */
   constructor(store) {
     this.#store = store;
     this.#filter.addEventListener('input', () => this.#applyFilter());
   }
 
+  /** @param {Store} store */
   setStore(store) {
     this.#store = store;
   }
@@ -89,6 +95,7 @@ export class WorkersView {
     return p;
   }
 
+  /** @param {WorkerInfo} w */
   #upsert(w) {
     const r = this.#rows.get(w.id) ?? this.#newRow(w);
     const full = w.inFlight >= w.concurrency;
@@ -103,6 +110,7 @@ export class WorkersView {
     setText(r.since, fmtAge(now - Date.parse(w.connectedAt)));
   }
 
+  /** @param {WorkerInfo} w */
   #newRow(w) {
     const pool = this.#pool(w.suite, w.name);
     const cell = (cls, text) => h('td', cls ? { class: cls } : null, text ?? '');
@@ -110,6 +118,7 @@ export class WorkersView {
     const load = h('span');
     const barFill = h('i');
     const bar = h('span', { class: 'bar' }, barFill);
+    /** @type {Record<string, any>} */
     const r = {
       state, load, bar, barFill,
       rtt: cell('num'), pong: cell(), since: cell(),
@@ -128,6 +137,7 @@ export class WorkersView {
     return r;
   }
 
+  /** @param {WorkerInfo} w */
   #remove(w) {
     const r = this.#rows.get(w.id);
     if (!r) return;
@@ -155,6 +165,7 @@ export class WorkersView {
   /** Suites, then pools, in name order (moves nodes only when out of place). */
   #order() {
     const suites = [...this.#suites.keys()].sort();
+    /** @type {Element | null} */
     let prev = null;
     for (const suite of suites) {
       const section = this.#suites.get(suite);
