@@ -111,8 +111,8 @@ test('heartbeat: a worker frozen right after a pong is cut within 2 × heartbeat
   // after finds no pong. Freezing right after a pong is the latest point in the cycle, so
   // "within 2 × heartbeat" is measured at its tightest; a cut one tick late (3 × heartbeat)
   // misses the bound by a full heartbeat less the round trip, more than the slack.
-  const heartbeatMs = 400;
-  const slackMs = 250; // timer lateness on a loaded 2-core box; well under heartbeatMs
+  const heartbeatMs = 500;
+  const slackMs = 300; // timer lateness on a loaded 2-core box; well under heartbeatMs
   const s = await startTestServer(t, { heartbeatMs });
   const a = await FakeAgent.connect(t, s.wsUrl);
   let lastPongAt = 0;
