@@ -310,7 +310,7 @@ test('with the real router: one observer while the server runs, none after close
   const s = await startTestServer(t);
   const c2 = await ConsoleClient.connect(t, s.wsUrl);
   await c2.next('snapshot');
-  await s.close();
+  await within(s.close(), 15_000, 'the server to close');
   assert.deepEqual(await within(c2.closed, 5000, 'the server to close the console on shutdown'), { code: 1001, reason: 'server shutting down' });
   assert.equal(s.console.feed.stats().observing, false);
 });

@@ -5,6 +5,7 @@ import { TokenStore } from '../../server/auth.ts';
 import type { ServerOptions } from '../../server/config.ts';
 import { createLogger } from '../../server/logger.ts';
 import { startServer, type FlowtestServer } from '../../server/server.ts';
+import { within } from './wait.ts';
 
 export const TOKENS = {
   admin: 'admin-token-0123456789',
@@ -42,7 +43,8 @@ export async function startTestServer(t: TestContext, options: ServerOptions = {
     { host: '127.0.0.1', port: 0, shutdownGraceMs: 0, ...options },
     { tokens: testTokenStore(), logger: createLogger({ level: 'debug', destination: sink }) },
   );
-  t.after(() => server.close());
+  // Bounded: a shutdown that never completes fails the test that started the server, naming it.
+  t.after(() => within(server.close(), 15_000, 'the test server to close'));
   return Object.assign(server, { logLines, wsUrl: server.url.replace(/^http/, 'ws') });
 }
 

@@ -118,7 +118,7 @@ test('finding 1 (caller gives up): 3,000 timed-out, cancelled and aborted dispat
   client.destroy();
   for (const a of agents) a.ws.close();
   await within(Promise.all(agents.map((a) => a.closed)), 5000, 'the worker sockets to close');
-  await s.close();
+  await within(s.close(), 15_000, 'the server to close');
   assert.deepEqual(s.router.stats(), { ...idle, workers: 0, pools: 0 });
   await waitForResources(baseline);
 });

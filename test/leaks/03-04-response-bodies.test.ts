@@ -18,7 +18,7 @@ import { resources, waitForResources } from '../helpers/resources.ts';
 import { startTestServer, TOKENS } from '../helpers/server.ts';
 import { trackSessions } from '../helpers/sessions.ts';
 import { startTarget } from '../helpers/target.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 const CONCURRENCY = 8;
 const MAX_RESPONSE_BYTES = 64 * 1024;
@@ -138,6 +138,6 @@ test('findings 3 and 4 (response bodies left open): after 1,000 mixed jobs the a
   await agent.close();
   await waitUntil(() => target.openSockets() === 0, 5000, 'target sockets closed');
   client.destroy();
-  await s.close();
+  await within(s.close(), 15_000, 'the server to close');
   await waitForResources({ ...baseline, TCPServerWrap: (baseline.TCPServerWrap ?? 0) + 1 }); // the target still listens
 });

@@ -151,7 +151,7 @@ test('finding 5 (request bodies not released): early rejections close the connec
     assert.ok(sent < 50 * 1024 * 1024, `${c.name}: the server read ${sent} bytes before closing`);
   }
 
-  await s.close();
+  await within(s.close(), 15_000, 'the server to close');
   await waitForResources(baseline);
 });
 
@@ -209,6 +209,6 @@ test('finding 5: rejections after the whole body was read (400, 429, 503 no_work
   await busy;
   worker.ws.close();
   await within(worker.closed, 5000, 'the worker socket to close');
-  await s.close();
+  await within(s.close(), 15_000, 'the server to close');
   await waitForResources(baseline);
 });

@@ -10,7 +10,7 @@ import type { RouterEvent } from '../../server/router-events.ts';
 import { resources, waitForResources } from '../helpers/resources.ts';
 import { ScriptedAgent } from '../helpers/scripted-agent.ts';
 import { startTestServer } from '../helpers/server.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 test('finding 6 (stale workers pruned only when listed): frozen workers are removed by the heartbeat with no API call, their jobs failing then', async (t) => {
   const baseline = resources();
@@ -59,6 +59,6 @@ test('finding 6 (stale workers pruned only when listed): frozen workers are remo
   assert.equal(listings, 0, 'nobody listed the workers');
 
   for (const a of [busy, idle, alive]) a.ws.terminate();
-  await s.close();
+  await within(s.close(), 15_000, 'the server to close');
   await waitForResources(baseline);
 });

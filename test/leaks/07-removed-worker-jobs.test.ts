@@ -48,7 +48,7 @@ test('finding 7 (removed worker jobs wait forever): a reset worker fails its 40 
   client.destroy();
   b.ws.close();
   await within(b.closed, 5000, 'the worker socket to close');
-  await s.close();
+  await within(s.close(), 15_000, 'the server to close');
   await waitForResources(baseline);
 });
 
@@ -81,7 +81,7 @@ test('finding 7: jobs still being written to a worker that vanishes are answered
   assert.deepEqual(s.router.stats(), { pending: 0, queued: 0, inFlight: 0, workers: 0, pools: 0 });
 
   client.destroy();
-  await s.close();
+  await within(s.close(), 15_000, 'the server to close');
   await waitForResources(baseline);
 });
 
@@ -110,6 +110,6 @@ test('finding 7: dispatches racing a clean close each get one answer at once —
   assert.ok((codes.get('worker_disconnected') ?? 0) > 0);
   assert.deepEqual(s.router.stats(), { pending: 0, queued: 0, inFlight: 0, workers: 0, pools: 0 });
   client.destroy();
-  await s.close();
+  await within(s.close(), 15_000, 'the server to close');
   await waitForResources(baseline);
 });

@@ -152,7 +152,7 @@ test('no token and no authorization header appears in any log line', async (t) =
   await getJson(s, '/v1/workers', TOKENS.admin);
   a.ws.close();
   await within(a.closed, 3000, 'the worker socket to close');
-  await s.close();
+  await within(s.close(), 15_000, 'the server to close');
   assert.ok(s.logLines.length > 3);
   for (const line of s.logLines) {
     for (const secret of [...Object.values(TOKENS), 'wrong-token-xyz-123']) assert.ok(!line.includes(secret), `token in log: ${line}`);
