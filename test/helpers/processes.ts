@@ -66,7 +66,8 @@ function startNode(t: TestContext, nodeArgs: string[], env: Record<string, strin
       await exited;
     }
   });
-  const waitForLine = (re: RegExp, timeoutMs = 15_000): Promise<string> => {
+  // Process start (tsx compiling the CLI) takes seconds on a loaded 2-core machine.
+  const waitForLine = (re: RegExp, timeoutMs = 30_000): Promise<string> => {
     const seen = [...stdout, ...stderr].find((l) => re.test(l));
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
