@@ -7,6 +7,7 @@
  *   npm run mutate                 every mutation; last line "N caught, M survived"
  *   npm run mutate -- NAME [NAME]  only these
  *   npm run mutate -- --list       names, files and tests; checks every search text, runs nothing
+ *   npm run mutate -- --verbose …  also prints each run's TAP diagnostics and failures
  *
  * Exit code 1 when a mutation survived, or when a search text is not found exactly once
  * (a stale mutation, named on stderr); 2 on bad arguments.
@@ -20,10 +21,10 @@ import { MUTATIONS, type Mutation } from './mutations.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DEFAULT_TIMEOUT_MS = 90_000;
-/** Per test: a hang names its test well before the mutation's bound. */
+/** Per test, unless the mutation says otherwise: a hang names its test well before the mutation's bound. */
 const TEST_TIMEOUT_MS = 30_000;
 
-type Verdict = { kind: 'caught'; by: string; ms: number } | { kind: 'survived'; ms: number } | { kind: 'timed out'; ms: number };
+type Verdict = ({ kind: 'caught'; by: string } | { kind: 'survived' } | { kind: 'timed out' }) & { ms: number; tap: string };
 
 function occurrences(text: string, search: string): number {
   let n = 0;
@@ -68,13 +69,13 @@ function scratchCopy(): string {
 }
 
 /** Runs the test files in `cwd`; the process group is killed at `timeoutMs`. */
-function runTests(cwd: string, files: string[], timeoutMs: number): Promise<Verdict> {
+function runTests(cwd: string, files: string[], timeoutMs: number, testTimeoutMs: number): Promise<Verdict> {
   const started = performance.now();
   return new Promise((resolve) => {
     const child = spawn(
       process.execPath,
       // --test-force-exit: a mutation that leaks a timer must not hold the run until the timer fires.
-      ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', `--test-timeout=${TEST_TIMEOUT_MS}`, '--test-reporter=tap', ...files],
+      ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', `--test-timeout=${testTimeoutMs}`, '--test-reporter=tap', ...files],
       // CI set: browser tests fail rather than skip, as in CI.
       { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, CI: process.env.CI ?? '1' } },
     );
@@ -93,9 +94,9 @@ function runTests(cwd: string, files: string[], timeoutMs: number): Promise<Verd
     child.on('exit', (code) => {
       clearTimeout(timer);
       const ms = performance.now() - started;
-      if (timedOut) return resolve({ kind: 'timed out', ms });
-      if (code === 0) return resolve({ kind: 'survived', ms });
-      resolve({ kind: 'caught', by: firstFailure(out) ?? `exit code ${code}`, ms });
+      if (timedOut) return resolve({ kind: 'timed out', ms, tap: out });
+      if (code === 0) return resolve({ kind: 'survived', ms, tap: out });
+      resolve({ kind: 'caught', by: firstFailure(out) ?? `exit code ${code}`, ms, tap: out });
     });
   });
 }
@@ -112,23 +113,29 @@ function firstFailure(tap: string): string | null {
     if (!m) continue;
     const name = m[1].trim();
     if (name.endsWith('.test.ts')) continue; // a file's own line; its failing test, if any, is named elsewhere
-    const error = lines.slice(i + 1, i + 12).find((l) => /^\s*error:/.test(l)) ?? '';
-    return `"${name}"${/test timed out/.test(error) ? ' (timed out)' : ''}`;
+    const at = lines.slice(i + 1, i + 12).findIndex((l) => /^\s*error:/.test(l));
+    let error = at < 0 ? '' : lines[i + 1 + at].replace(/^\s*error:\s*/, '');
+    // A multi-line error ('|-') continues on the next line.
+    if (/^[|>]-?$/.test(error)) error = (lines[i + 2 + at] ?? '').trim();
+    error = error.replace(/^'|'$/g, '');
+    if (/test timed out/.test(error)) return `"${name}" (timed out)`;
+    return `"${name}"${error ? `: ${error.length > 200 ? `${error.slice(0, 197)}...` : error}` : ''}`;
   }
   const file = /^\s*not ok \d+ - (.*\.test\.ts)$/m.exec(tap);
   return file ? `the file ${file[1].trim()} (no test named)` : null;
 }
 
-function parseArgs(argv: string[]): { list: boolean; names: string[] } {
+function parseArgs(argv: string[]): { list: boolean; verbose: boolean; names: string[] } {
   const list = argv.includes('--list');
-  const names = argv.filter((a) => a !== '--list');
+  const verbose = argv.includes('--verbose');
+  const names = argv.filter((a) => a !== '--list' && a !== '--verbose');
   for (const n of names) {
     if (n.startsWith('-') || !MUTATIONS.some((m) => m.name === n)) {
       process.stderr.write(`unknown mutation or option: ${n}\nknown: ${MUTATIONS.map((m) => m.name).join(', ')}\n`);
       process.exit(2);
     }
   }
-  return { list, names };
+  return { list, verbose, names };
 }
 
 async function main(): Promise<void> {
@@ -162,7 +169,7 @@ async function main(): Promise<void> {
       const original = readFileSync(path, 'utf8');
       writeFileSync(path, original.replace(m.search, () => m.replace));
       try {
-        const v = await runTests(dir, m.tests, m.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+        const v = await runTests(dir, m.tests, m.timeoutMs ?? DEFAULT_TIMEOUT_MS, m.testTimeoutMs ?? TEST_TIMEOUT_MS);
         const secs = `${(v.ms / 1000).toFixed(1)} s`;
         if (v.kind === 'survived') {
           survived += 1;
@@ -172,6 +179,8 @@ async function main(): Promise<void> {
           const how = v.kind === 'caught' ? `by ${v.by}` : 'only by the bound: no test named it';
           process.stdout.write(`caught   ${m.name} (${secs}) ${how}\n`);
         }
+        // --verbose: the test run's diagnostics and failures, to see why it failed.
+        if (args.verbose) for (const line of v.tap.split('\n')) if (/^\s*(# |not ok|\s*error:)/.test(line)) process.stdout.write(`    ${line.trim()}\n`);
       } finally {
         writeFileSync(path, original);
       }

@@ -24,6 +24,8 @@ export interface Mutation {
   tests: string[];
   /** Bound of the test run in ms (default 90 s); hitting it counts as caught, but slowly. */
   timeoutMs?: number;
+  /** `--test-timeout` of each test in ms (default 30 s): a hung test is named before the run's bound. */
+  testTimeoutMs?: number;
 }
 
 export const MUTATIONS: Mutation[] = [
@@ -43,6 +45,7 @@ export const MUTATIONS: Mutation[] = [
     replace: 'continue;',
     tests: ['test/chaos/chaos.test.ts'],
     timeoutMs: 150_000,
+    testTimeoutMs: 120_000,
   },
   {
     name: 'deadline-timer-kept',

@@ -118,7 +118,7 @@ test(`chaos: random faults while dispatching (seed ${seed}; replay with FLOWTEST
   };
   for (let i = 0; i < AGENTS; i++) startAgentProc();
   const workers = async () => (await server.client.get('/v1/workers', { token: TOKENS.admin })).body.workers as { id: string; inFlight: number }[];
-  await waitUntil(async () => (await workers()).length === AGENTS, 20_000, 'agents connected');
+  await waitUntil(async () => (await workers()).length === AGENTS, 45_000, 'agents connected'); // process start is slow on a loaded machine
 
   // ---- probes: a job whose holder is known, for each kill ----
   interface Probe {
@@ -266,19 +266,21 @@ test(`chaos: random faults while dispatching (seed ${seed}; replay with FLOWTEST
   // ---- the fail-fast promise: a killed agent's jobs end worker_disconnected, promptly ----
   const promptMs = 2 * HEARTBEAT_MS + SLACK_MS;
   const probed: string[] = [];
+  const failFastViolations: string[] = [];
   for (const probe of probes) {
     const a = await within(probe.answer, PROBE_TIMEOUT_MS + SLACK_MS, `the answer to probe ${probe.id}`);
     if (probe.killedAt === null) continue; // its holder was not found: only the general invariants apply
     const after = a.at - probe.killedAt;
     probed.push(`${probe.id}: ${a.code ?? a.status ?? a.error} after ${after.toFixed(0)} ms`);
     if (a.code !== 'worker_disconnected' || after > promptMs) {
-      violations.push(`${probe.id} (held by a killed agent): ${a.code ?? a.status ?? a.error} ${after.toFixed(0)} ms after the kill; the promise is worker_disconnected within ${promptMs} ms`);
+      failFastViolations.push(`${probe.id} (held by a killed agent): ${a.code ?? a.status ?? a.error} ${after.toFixed(0)} ms after the kill; the promise is worker_disconnected within ${promptMs} ms`);
     }
   }
   t.diagnostic(`probes held by killed agents: ${probed.join('; ') || 'none'}`);
   t.diagnostic(`${outcomes.length} dispatches: ${JSON.stringify(Object.fromEntries(counts))}`);
   t.diagnostic(`faults: ${JSON.stringify(faults)}; target saw ${seen.size} job ids; latest answer ${worstLateMs.toFixed(0)} ms past its deadline`);
-  assert.deepEqual(violations.slice(0, 10), [], `seed ${seed}: ${violations.length} violations`);
+  assert.deepEqual(failFastViolations, [], `seed ${seed}: jobs of killed agents not failed fast`);
+  assert.deepEqual(violations.slice(0, 10), [], `seed ${seed}: ${violations.length} violations, the first: ${violations[0]}`);
   assert.ok(outcomes.length > 500, `only ${outcomes.length} dispatches`);
   assert.equal(faults.restart, 1);
   assert.ok(faults.kill > 0 && faults.stop > 0 && faults.reset > 0, JSON.stringify(faults));
