@@ -24,6 +24,21 @@ const DEFAULT_TIMEOUT_MS = 90_000;
 /** Per test, unless the mutation says otherwise: a hang names its test well before the mutation's bound. */
 const TEST_TIMEOUT_MS = 30_000;
 
+/** The test run in progress (its process group) and the scratch directory: removed on Ctrl-C as at the end. */
+const running: { pid: number | null; dir: string | null } = { pid: null, dir: null };
+
+function cleanUpAndExit(code: number): never {
+  if (running.pid !== null) {
+    try {
+      process.kill(-running.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  if (running.dir) rmSync(running.dir, { recursive: true, force: true });
+  process.exit(code);
+}
+
 type Verdict = ({ kind: 'caught'; by: string } | { kind: 'survived' } | { kind: 'timed out' }) & { ms: number; tap: string };
 
 function occurrences(text: string, search: string): number {
@@ -79,6 +94,7 @@ function runTests(cwd: string, files: string[], timeoutMs: number, testTimeoutMs
       // CI set: browser tests fail rather than skip, as in CI.
       { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, CI: process.env.CI ?? '1' } },
     );
+    running.pid = child.pid ?? null;
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c));
     child.stderr.on('data', () => {}); // drained, not kept
@@ -93,6 +109,13 @@ function runTests(cwd: string, files: string[], timeoutMs: number, testTimeoutMs
     }, timeoutMs);
     child.on('exit', (code) => {
       clearTimeout(timer);
+      running.pid = null;
+      // Processes a cut test left behind (its after-hooks did not run) share the group: end them too.
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // none left
+      }
       const ms = performance.now() - started;
       if (timedOut) return resolve({ kind: 'timed out', ms, tap: out });
       if (code === 0) return resolve({ kind: 'survived', ms, tap: out });
@@ -159,6 +182,9 @@ async function main(): Promise<void> {
   }
 
   const dir = scratchCopy();
+  running.dir = dir;
+  process.once('SIGINT', () => cleanUpAndExit(130));
+  process.once('SIGTERM', () => cleanUpAndExit(143));
   let caught = 0;
   let survived = 0;
   const started = performance.now();
