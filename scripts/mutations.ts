@@ -97,10 +97,18 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: 'cross-suite-token',
-    promise: "a token is valid only for its own suite",
+    promise: "a client token is valid only for its own suites",
     file: 'server/auth.ts',
-    search: "return g[access.role].has(access.suite) ? 'ok' : 'forbidden';",
-    replace: "return g[access.role].size > 0 ? 'ok' : 'forbidden';",
+    search: "if (access.role === 'client') return g.client.has(access.suite) ? 'ok' : 'forbidden';",
+    replace: "if (access.role === 'client') return g.client.size > 0 ? 'ok' : 'forbidden';",
+    tests: ['test/server/auth.test.ts'],
+  },
+  {
+    name: 'cross-suite-worker-token',
+    promise: "a worker token connects only workers of its own suites",
+    file: 'server/auth.ts',
+    search: "if (pools === undefined) return 'forbidden';",
+    replace: "if (pools === undefined) return g.worker.size > 0 ? 'ok' : 'forbidden';",
     tests: ['test/server/auth.test.ts'],
   },
   {
@@ -188,8 +196,8 @@ export const MUTATIONS: Mutation[] = [
     name: 'draining-worker-never-closed',
     promise: 'the server closes a draining worker (1000) once it holds nothing',
     file: 'server/worker-session.ts',
-    search: "if (this.state === 'draining' && this.held.size === 0) this.close(1000, 'drained');",
-    replace: "if (this.state === 'draining' && this.held.size === 0) void 0;",
+    search: "else this.close(CLOSE_CODES.normal, 'drained');",
+    replace: 'else void 0;',
     tests: ['test/server/routing.test.ts'],
   },
 ];
