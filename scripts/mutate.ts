@@ -47,17 +47,26 @@ function occurrences(text: string, search: string): number {
   return n;
 }
 
+type Edit = { file: string; search: string; replace: string };
+
+/** Every edit of a mutation, the first one and its `also`s. */
+function editsOf(m: Mutation): Edit[] {
+  return [{ file: m.file, search: m.search, replace: m.replace }, ...(m.also ?? []).map((e) => ({ file: e.file ?? m.file, search: e.search, replace: e.replace }))];
+}
+
 /** Why the mutation cannot be applied to `root`, or null. */
 function staleness(root: string, m: Mutation): string | null {
-  let text: string;
-  try {
-    text = readFileSync(join(root, m.file), 'utf8');
-  } catch {
-    return `${m.file} does not exist`;
+  for (const e of editsOf(m)) {
+    let text: string;
+    try {
+      text = readFileSync(join(root, e.file), 'utf8');
+    } catch {
+      return `${e.file} does not exist`;
+    }
+    const n = occurrences(text, e.search);
+    if (n === 0) return `search text not found in ${e.file}: ${JSON.stringify(e.search)}`;
+    if (n > 1) return `search text found ${n} times in ${e.file} (must be once): ${JSON.stringify(e.search)}`;
   }
-  const n = occurrences(text, m.search);
-  if (n === 0) return `search text not found in ${m.file}: ${JSON.stringify(m.search)}`;
-  if (n > 1) return `search text found ${n} times in ${m.file} (must be once): ${JSON.stringify(m.search)}`;
   for (const file of m.tests) {
     try {
       readFileSync(join(root, file));
@@ -191,9 +200,14 @@ async function main(): Promise<void> {
   try {
     for (const m of chosen) {
       if (staleness(dir, m)) continue; // reported above
-      const path = join(dir, m.file);
-      const original = readFileSync(path, 'utf8');
-      writeFileSync(path, original.replace(m.search, () => m.replace));
+      // Originals by path, restored after the run (several edits may touch one file).
+      const originals = new Map<string, string>();
+      for (const e of editsOf(m)) {
+        const path = join(dir, e.file);
+        const text = readFileSync(path, 'utf8');
+        if (!originals.has(path)) originals.set(path, text);
+        writeFileSync(path, text.replace(e.search, () => e.replace));
+      }
       try {
         const v = await runTests(dir, m.tests, m.timeoutMs ?? DEFAULT_TIMEOUT_MS, m.testTimeoutMs ?? TEST_TIMEOUT_MS);
         const secs = `${(v.ms / 1000).toFixed(1)} s`;
@@ -208,7 +222,7 @@ async function main(): Promise<void> {
         // --verbose: the test run's diagnostics and failures, to see why it failed.
         if (args.verbose) for (const line of v.tap.split('\n')) if (/^\s*(# |not ok|\s*error:)/.test(line)) process.stdout.write(`    ${line.trim()}\n`);
       } finally {
-        writeFileSync(path, original);
+        for (const [path, text] of originals) writeFileSync(path, text);
       }
     }
   } finally {

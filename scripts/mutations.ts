@@ -20,6 +20,8 @@ export interface Mutation {
   /** Exact text, found exactly once in `file`. */
   search: string;
   replace: string;
+  /** Further edits the bug needs (an import, say), each applied like the first; `file` defaults to the mutation's. */
+  also?: { file?: string; search: string; replace: string }[];
   /** Test files (from the root) of which at least one must fail. */
   tests: string[];
   /** Bound of the test run in ms (default 90 s); hitting it counts as caught, but slowly. */
@@ -115,8 +117,8 @@ export const MUTATIONS: Mutation[] = [
     name: 'cidr-always-matches',
     promise: '--allow-host CIDR patterns admit only addresses inside the prefix',
     file: 'worker-agent/allowlist.ts',
-    search: 'list.addSubnet(address, bits, type);',
-    replace: 'list.addSubnet(address, 0, type);',
+    search: 'const net = new Cidr(ip, bits);',
+    replace: 'const net = new Cidr(ip, 0);',
     tests: ['test/worker-agent/allowlist.test.ts'],
   },
   {
@@ -147,7 +149,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'response-declared-size-ignored',
     promise: "a target response declaring more than the agent's limit fails at its headers, unread",
     file: 'worker-agent/job-runner.ts',
-    search: 'if (declared > options.maxResponseBytes) {',
+    search: 'if (declared > max) {',
     replace: 'if (false) {',
     tests: ['test/worker-agent/job-runner.test.ts'],
   },
@@ -155,17 +157,22 @@ export const MUTATIONS: Mutation[] = [
     name: 'response-streamed-size-ignored',
     promise: "a target response streaming past the agent's limit fails with response_too_large",
     file: 'worker-agent/job-runner.ts',
-    search: 'if (received > options.maxResponseBytes) {',
+    search: 'if (this.#received > this.#context.maxResponseBytes) {',
     replace: 'if (false) {',
     tests: ['test/worker-agent/job-runner.test.ts'],
   },
   {
     name: 'redirects-followed',
     promise: 'the agent returns a redirect as it is and never follows it',
-    file: 'worker-agent/job-runner.ts',
-    search: 'req.on(\'response\', (response) => {',
-    replace:
-      "req.on('response', (response) => { if (response.statusCode! >= 300 && response.statusCode! < 400 && response.headers.location) { response.resume(); void runJob({ ...request, url: new URL(response.headers.location, url).href }, options).then(finish); return; }",
+    file: 'worker-agent/target-pool.ts',
+    search: '    dispatcher,\n    lookup,',
+    replace: '    dispatcher: dispatcher.compose(interceptors.redirect({ maxRedirections: 5 })),\n    lookup,',
+    also: [
+      {
+        search: "import { Agent, buildConnector, type Dispatcher } from 'undici';",
+        replace: "import { Agent, buildConnector, interceptors, type Dispatcher } from 'undici';",
+      },
+    ],
     tests: ['test/worker-agent/job-runner.test.ts'],
   },
   {
@@ -188,8 +195,8 @@ export const MUTATIONS: Mutation[] = [
     name: 'agent-cancel-ignored',
     promise: 'a cancel from the server aborts the request at the target',
     file: 'worker-agent/agent.ts',
-    search: 'job.controller.abort();\n    this.#logger.info({ jobId: frame.id, reason: frame.reason }, \'job cancelled by the server\');',
-    replace: "this.#logger.info({ jobId: frame.id, reason: frame.reason }, 'job cancelled by the server');",
+    search: "    job.cancel();\n    this.#observer?.jobEnded('cancelled');",
+    replace: "    this.#observer?.jobEnded('cancelled');",
     tests: ['test/worker-agent/agent.test.ts'],
   },
   {
