@@ -271,7 +271,8 @@ test(`chaos: random faults while dispatching (seed ${seed}; replay with FLOWTEST
     const a = await within(probe.answer, PROBE_TIMEOUT_MS + SLACK_MS, `the answer to probe ${probe.id}`);
     if (probe.killedAt === null) continue; // its holder was not found: only the general invariants apply
     const after = a.at - probe.killedAt;
-    probed.push(`${probe.id}: ${a.code ?? a.status ?? a.error} after ${after.toFixed(0)} ms`);
+    // Negative: it had ended before the kill, its worker already cut (by the heartbeat on a loaded machine, say).
+    probed.push(`${probe.id}: ${a.code ?? a.status ?? a.error} ${after >= 0 ? `${after.toFixed(0)} ms after the kill` : `${(-after).toFixed(0)} ms before the kill`}`);
     if (a.code !== 'worker_disconnected' || after > promptMs) {
       failFastViolations.push(`${probe.id} (held by a killed agent): ${a.code ?? a.status ?? a.error} ${after.toFixed(0)} ms after the kill; the promise is worker_disconnected within ${promptMs} ms`);
     }
@@ -281,7 +282,8 @@ test(`chaos: random faults while dispatching (seed ${seed}; replay with FLOWTEST
   t.diagnostic(`faults: ${JSON.stringify(faults)}; target saw ${seen.size} job ids; latest answer ${worstLateMs.toFixed(0)} ms past its deadline`);
   assert.deepEqual(failFastViolations, [], `seed ${seed}: jobs of killed agents not failed fast`);
   assert.deepEqual(violations.slice(0, 10), [], `seed ${seed}: ${violations.length} violations, the first: ${violations[0]}`);
-  assert.ok(outcomes.length > 500, `only ${outcomes.length} dispatches`);
+  // Enough traffic for every fault to meet jobs: ~700 on an idle 2-core machine, ~300 when other work loads it (the kinds are checked below).
+  assert.ok(outcomes.length > 200, `only ${outcomes.length} dispatches`);
   assert.equal(faults.restart, 1);
   assert.ok(faults.kill > 0 && faults.stop > 0 && faults.reset > 0, JSON.stringify(faults));
   assert.ok(probed.length > 0, `no kill hit the holder of a probe (${probes.length} probes)`);
