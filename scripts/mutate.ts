@@ -2,15 +2,18 @@
  * Mutation run: proves the tests can tell. Copies the repository (without node_modules,
  * which is symlinked, and .git) to a scratch directory once; then for each mutation of
  * scripts/mutations.ts writes the mutated file there, runs the mutation's test files
- * with a bound, and puts the file back. A failing run means "caught".
+ * with a bound, and puts the file back. A failing run means "caught" — but only when
+ * each of those files passes on the unmutated copy (its baseline, run once per file and
+ * name pattern when first needed): a file that fails anyway proves nothing, and the
+ * mutation is reported "baseline failing: FILE" instead.
  *
  *   npm run mutate                 every mutation; last line "N caught, M survived"
  *   npm run mutate -- NAME [NAME]  only these
  *   npm run mutate -- --list       names, files and tests; checks every search text, runs nothing
  *   npm run mutate -- --verbose …  also prints each run's TAP diagnostics and failures
  *
- * Exit code 1 when a mutation survived, or when a search text is not found exactly once
- * (a stale mutation, named on stderr); 2 on bad arguments.
+ * Exit code 1 when a mutation survived or was not proven (baseline failing), or when a
+ * search text is not found exactly once (a stale mutation, named on stderr); 2 on bad arguments.
  */
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -92,14 +95,14 @@ function scratchCopy(): string {
   return dir;
 }
 
-/** Runs the test files in `cwd`; the process group is killed at `timeoutMs`. */
-function runTests(cwd: string, files: string[], timeoutMs: number, testTimeoutMs: number): Promise<Verdict> {
+/** Runs the test files in `cwd` (only tests matching `names`, when given); the process group is killed at `timeoutMs`. */
+function runTests(cwd: string, files: string[], timeoutMs: number, testTimeoutMs: number, names?: string): Promise<Verdict> {
   const started = performance.now();
   return new Promise((resolve) => {
     const child = spawn(
       process.execPath,
       // --test-force-exit: a mutation that leaks a timer must not hold the run until the timer fires.
-      ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', `--test-timeout=${testTimeoutMs}`, '--test-reporter=tap', ...files],
+      ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-force-exit', `--test-timeout=${testTimeoutMs}`, '--test-reporter=tap', ...(names ? [`--test-name-pattern=${names}`] : []), ...files],
       // CI set: browser tests fail rather than skip, as in CI.
       { cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, CI: process.env.CI ?? '1' } },
     );
@@ -157,6 +160,38 @@ function firstFailure(tap: string): string | null {
   return file ? `the file ${file[1].trim()} (no test named)` : null;
 }
 
+/** Tests that passed in a TAP report (its `# pass N` summary). */
+function passedCount(tap: string): number {
+  const m = /^# pass (\d+)$/m.exec(tap);
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * Baselines: whether each test file (with a name pattern) passes on the unmutated copy,
+ * run once when a mutation listing it is first caught. A file whose pattern selects no
+ * test fails its baseline too: a mutation it "catches" would prove nothing.
+ */
+class Baselines {
+  readonly #known = new Map<string, string | null>();
+  constructor(readonly dir: string) {}
+
+  /** Why `file` cannot vouch for a catch (a failure or no test run), or null when it passes unmutated. */
+  async problem(m: Mutation, file: string): Promise<string | null> {
+    const key = `${file}\0${m.names ?? ''}`;
+    if (!this.#known.has(key)) {
+      const v = await runTests(this.dir, [file], m.timeoutMs ?? DEFAULT_TIMEOUT_MS, m.testTimeoutMs ?? TEST_TIMEOUT_MS, m.names);
+      const secs = `${(v.ms / 1000).toFixed(1)} s`;
+      let problem: string | null = null;
+      if (v.kind === 'timed out') problem = `timed out unmutated (${secs})`;
+      else if (v.kind === 'caught') problem = `fails unmutated (${secs}) at ${v.by}`;
+      else if (passedCount(v.tap) === 0) problem = `runs no test${m.names ? ` matching ${JSON.stringify(m.names)}` : ''}`;
+      this.#known.set(key, problem);
+      process.stdout.write(`baseline ${file}${m.names ? ` /${m.names}/` : ''} (${secs}): ${problem ?? 'passes'}\n`);
+    }
+    return this.#known.get(key)!;
+  }
+}
+
 function parseArgs(argv: string[]): { list: boolean; verbose: boolean; names: string[] } {
   const list = argv.includes('--list');
   const verbose = argv.includes('--verbose');
@@ -185,7 +220,7 @@ async function main(): Promise<void> {
     }
   }
   if (args.list) {
-    for (const m of chosen) process.stdout.write(`${m.name}\n  ${m.promise}\n  ${m.file} → ${m.tests.join(' ')}\n`);
+    for (const m of chosen) process.stdout.write(`${m.name}\n  ${m.promise}\n  ${m.file} → ${m.tests.join(' ')}${m.names ? ` /${m.names}/` : ''}\n`);
     process.stdout.write(`${chosen.length} mutations, ${stale} stale\n`);
     process.exit(stale > 0 ? 1 : 0);
   }
@@ -196,6 +231,8 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => cleanUpAndExit(143));
   let caught = 0;
   let survived = 0;
+  let unproven = 0;
+  const baselines = new Baselines(dir);
   const started = performance.now();
   try {
     for (const m of chosen) {
@@ -208,30 +245,45 @@ async function main(): Promise<void> {
         if (!originals.has(path)) originals.set(path, text);
         writeFileSync(path, text.replace(e.search, () => e.replace));
       }
+      let v: Verdict;
       try {
-        const v = await runTests(dir, m.tests, m.timeoutMs ?? DEFAULT_TIMEOUT_MS, m.testTimeoutMs ?? TEST_TIMEOUT_MS);
-        const secs = `${(v.ms / 1000).toFixed(1)} s`;
-        if (v.kind === 'survived') {
-          survived += 1;
-          process.stdout.write(`survived ${m.name} (${secs}): ${m.promise}\n`);
-        } else {
-          caught += 1;
-          const how = v.kind === 'caught' ? `by ${v.by}` : 'only by the bound: no test named it';
-          process.stdout.write(`caught   ${m.name} (${secs}) ${how}\n`);
-        }
-        // --verbose: the test run's diagnostics and failures, to see why it failed.
-        if (args.verbose) for (const line of v.tap.split('\n')) if (/^\s*(# |not ok|\s*error:)/.test(line)) process.stdout.write(`    ${line.trim()}\n`);
+        v = await runTests(dir, m.tests, m.timeoutMs ?? DEFAULT_TIMEOUT_MS, m.testTimeoutMs ?? TEST_TIMEOUT_MS, m.names);
       } finally {
         for (const [path, text] of originals) writeFileSync(path, text);
       }
+      const secs = `${(v.ms / 1000).toFixed(1)} s`;
+      // A catch counts only when every listed file passes unmutated (now restored).
+      let failing: string | null = null;
+      if (v.kind !== 'survived') {
+        for (const file of m.tests) {
+          const problem = await baselines.problem(m, file);
+          if (problem) {
+            failing = `${file}: ${problem}`;
+            break;
+          }
+        }
+      }
+      if (v.kind === 'survived') {
+        survived += 1;
+        process.stdout.write(`survived ${m.name} (${secs}): ${m.promise}\n`);
+      } else if (failing) {
+        unproven += 1;
+        process.stdout.write(`unproven ${m.name} (${secs}): baseline failing: ${failing}\n`);
+      } else {
+        caught += 1;
+        const how = v.kind === 'caught' ? `by ${v.by}` : 'only by the bound: no test named it';
+        process.stdout.write(`caught   ${m.name} (${secs}) ${how}\n`);
+      }
+      // --verbose: the test run's diagnostics and failures, to see why it failed.
+      if (args.verbose) for (const line of v.tap.split('\n')) if (/^\s*(# |not ok|\s*error:)/.test(line)) process.stdout.write(`    ${line.trim()}\n`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   if (stale > 0) process.stderr.write(`${stale} stale mutation(s): re-target their search text in scripts/mutations.ts\n`);
   process.stdout.write(`run took ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
-  process.stdout.write(`${caught} caught, ${survived} survived\n`);
-  process.exit(survived > 0 || stale > 0 ? 1 : 0);
+  process.stdout.write(`${caught} caught, ${survived} survived${unproven > 0 ? `, ${unproven} unproven (baseline failing)` : ''}\n`);
+  process.exit(survived > 0 || unproven > 0 || stale > 0 ? 1 : 0);
 }
 
 await main();
