@@ -71,6 +71,15 @@ export const MUTATIONS: Mutation[] = [
     tests: ['test/server/pool.test.ts'],
   },
   {
+    name: 'backpressure-ignored',
+    promise: 'nothing more is written to a worker socket over its high-water mark',
+    file: 'server/pool.ts',
+    search: 'if (!w.ready || !w.writable || w.inFlight >= w.concurrency) continue;',
+    replace: 'if (!w.ready || w.inFlight >= w.concurrency) continue;',
+    tests: ['test/server/backpressure.test.ts'],
+    names: 'stays over the mark',
+  },
+  {
     name: 'heartbeat-never-cuts',
     promise: 'a worker that answers no ping is cut within 2 × heartbeat',
     file: 'server/worker-session.ts',
@@ -242,7 +251,8 @@ export const MUTATIONS: Mutation[] = [
     promise: 'hop-by-hop headers (connection, keep-alive, te, upgrade, …) are never forwarded to the target',
     file: 'worker-agent/request-headers.ts',
     search: 'if (HOP_BY_HOP_HEADERS.has(name) || AGENT_FRAMED.has(name)) continue;',
-    replace: "if (name === 'transfer-encoding' || AGENT_FRAMED.has(name)) continue;",
+    // proxy-authorization: a credential, and a header undici itself lets through (keep-alive or upgrade it would refuse).
+    replace: "if ((HOP_BY_HOP_HEADERS.has(name) && name !== 'proxy-authorization') || AGENT_FRAMED.has(name)) continue;",
     tests: ['test/worker-agent/framing.test.ts'],
   },
   {
