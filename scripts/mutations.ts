@@ -319,6 +319,7 @@ export const MUTATIONS: Mutation[] = [
       },
     ],
     tests: ['test/security/result-guard.test.ts'],
+    names: '^screen: ',
   },
   {
     name: 'unknown-result-flood-never-closes',
@@ -327,6 +328,7 @@ export const MUTATIONS: Mutation[] = [
     search: 'return this.#count === size && now - this.#times[this.#next] < this.windowMs;',
     replace: 'return false;',
     tests: ['test/security/result-guard.test.ts'],
+    names: '^meter: ',
   },
   {
     name: 'token-min-length-off',
