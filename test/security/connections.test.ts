@@ -11,7 +11,7 @@ import { defaultMaxConnections, openFileLimit, parseProcLimits } from '../../ser
 import { DEFAULTS } from '../../shared/limits.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
 import { dispatch, startTestServer, TOKENS } from '../helpers/server.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 function rawSocket(t: TestContext, port: number): Promise<Socket & { received: string; closedAt: Promise<number> }> {
   return new Promise((resolve, reject) => {
@@ -60,7 +60,7 @@ test('slow headers: a client that never finishes its headers is cut after --head
   const socket = await rawSocket(t, s.port);
   const started = performance.now();
   t.after(trickle(socket, `GET /healthz HTTP/1.1\r\nHost: x\r\n${'X-Slow: y\r\n'.repeat(50)}`, 50));
-  const closedAt = await socket.closedAt;
+  const closedAt = await within(socket.closedAt, 5_000, 'the slow-headers client to be cut');
   const ms = closedAt - started;
   t.diagnostic(`cut after ${ms.toFixed(0)} ms: ${JSON.stringify(socket.received.split('\r\n')[0])}`);
   assert.ok(ms >= 350 && ms < 3_000, `cut after ${ms.toFixed(0)} ms`);
@@ -74,7 +74,7 @@ test('slow body: a client that trickles its body is cut after --request-timeout-
   const body = JSON.stringify({ pool: 'p', request: { method: 'GET', url: 'http://127.0.0.1:9/' } });
   socket.write(`POST /v1/suites/acme/dispatch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKENS.client}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
   t.after(trickle(socket, body, 100));
-  const ms = (await socket.closedAt) - started;
+  const ms = (await within(socket.closedAt, 6_000, 'the slow-body client to be cut')) - started;
   t.diagnostic(`cut after ${ms.toFixed(0)} ms`);
   assert.ok(ms >= 700 && ms < 4_000, `cut after ${ms.toFixed(0)} ms`);
 });
@@ -98,12 +98,12 @@ test('--max-connections: connections past the cap are closed at once; freed slot
   const b = await rawSocket(t, s.port);
   const over = await rawSocket(t, s.port);
   const started = performance.now();
-  const closed = await over.closedAt;
+  const closed = await within(over.closedAt, 5_000, 'the connection over the cap to be closed');
   assert.ok(closed - started < 2_000);
   assert.equal(over.received, '', 'no answer, just closed');
   assert.equal(agent.ws.readyState, agent.ws.OPEN);
   a.destroy();
-  await a.closedAt;
+  await within(a.closedAt, 5_000, 'the destroyed connection to close');
   await waitUntil(async () => {
     const c = await rawSocket(t, s.port);
     c.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');

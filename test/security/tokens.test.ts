@@ -17,7 +17,7 @@ import { PROTOCOL_VERSION } from '../../shared/limits.ts';
 import { FakeAgent, handshakeStatus } from '../helpers/fake-agent.ts';
 import { startCli } from '../helpers/processes.ts';
 import { dispatch } from '../helpers/server.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 
 const T = {
   admin: 'admin-token-0123456789',
@@ -72,7 +72,7 @@ test('tokens: the server exits 2 with a one-line reason on a short token', async
   }) as typeof process.stderr.write;
   let code: number;
   try {
-    code = await runServerMain({ host: '127.0.0.1', port: 0, tokensFile: file, logLevel: 'silent' });
+    code = await within(runServerMain({ host: '127.0.0.1', port: 0, tokensFile: file, logLevel: 'silent' }), 5000, 'the server to refuse the short token and exit');
   } finally {
     process.stderr.write = write;
   }
@@ -146,7 +146,7 @@ test('reload: a removed token\'s worker takes no new job, finishes the one it ho
   // The job in flight ends normally, then the socket closes.
   doomed.reply(held.id);
   assert.equal((await first).status, 200);
-  const closed = await doomed.closed;
+  const closed = await within(doomed.closed, 5000, "the revoked worker's socket to close once its job ended");
   assert.deepEqual(closed, { code: 1008, reason: 'token revoked' });
   assert.equal(kept.ws.readyState, kept.ws.OPEN, 'other sockets stay');
   assert.equal(await handshakeStatus(connectUrl(s.wsUrl, 'p'), [PROTOCOL_VERSION], bearer(T.worker)), 401);
@@ -160,7 +160,7 @@ test('reload: narrowing a token to other pools revokes its workers outside them;
   const b = await FakeAgent.connect(t, s.wsUrl, { token: T.worker, name: 'staging' });
   writeFileSync(file, JSON.stringify({ ...FILE, suites: { acme: { worker: [{ token: T.worker, pools: ['staging'] }], client: [T.client] } } }));
   assert.deepEqual(s.reloadTokens(), { ok: true, revoked: 1 });
-  assert.deepEqual(await a.closed, { code: 1008, reason: 'token revoked' });
+  assert.deepEqual(await within(a.closed, 5000, 'the idle revoked worker to close at once'), { code: 1008, reason: 'token revoked' });
   assert.equal(b.ws.readyState, b.ws.OPEN);
 });
 
@@ -187,7 +187,7 @@ test('SIGHUP re-reads the tokens file: the process stays up, a removed token\'s 
   const kept = await FakeAgent.connect(t, wsUrl, { token: T.other, name: 'p' });
   writeFileSync(file, JSON.stringify({ ...FILE, suites: { acme: { worker: [T.other], client: [T.client] } } }));
   proc.child.kill('SIGHUP');
-  assert.deepEqual(await doomed.closed, { code: 1008, reason: 'token revoked' });
+  assert.deepEqual(await within(doomed.closed, 5000, "SIGHUP to close the removed token's worker"), { code: 1008, reason: 'token revoked' });
   await proc.waitForLine(/"msg":"tokens reloaded"/);
   assert.equal(kept.ws.readyState, kept.ws.OPEN);
   const health = await fetch(`${url}/healthz`);
