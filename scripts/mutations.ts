@@ -443,7 +443,7 @@ export const MUTATIONS: Mutation[] = [
     search: "    } else {\n      this.deps.bus.deliver(h.from, { type: 'outcome', id: h.id, workerId: null,",
     replace: "    } else if (outcome.error.code !== 'worker_disconnected') {\n      this.deps.bus.deliver(h.from, { type: 'outcome', id: h.id, workerId: null,",
     tests: ['test/cluster/routing.test.ts'],
-    names: 'every error code crosses nodes',
+    names: 'disconnects while it holds a job from A',
   },
   {
     name: 'cluster-dead-node-jobs-kept',

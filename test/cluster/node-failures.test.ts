@@ -10,7 +10,7 @@ import { FakeAgent } from '../helpers/fake-agent.ts';
 import { startNats } from '../helpers/nats.ts';
 import { dispatch, getJson, startTestServer, TOKENS } from '../helpers/server.ts';
 import { metricSum } from '../helpers/metrics-text.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { waitUntil, within } from '../helpers/wait.ts';
 import { runServerMain } from '../../server/main.ts';
 
 const req = { method: 'GET', url: 'http://127.0.0.1:9/x' };
@@ -28,7 +28,7 @@ test('duplicate node id: a second node with a live id refuses to start (exit 2, 
   process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
   let code: number;
   try {
-    code = await runServerMain({ host: '127.0.0.1', port: 0, nats: nats.url, nodeId: 'same', logLevel: 'silent' });
+    code = await within(runServerMain({ host: '127.0.0.1', port: 0, nats: nats.url, nodeId: 'same', logLevel: 'silent' }), 10_000, 'the second node to refuse the live id and exit');
   } finally {
     process.stderr.write = write;
   }

@@ -264,3 +264,21 @@ test('cluster: a worker event lost on the way is repaired: the announced count d
   w.ws.close();
   await waitAllEmpty(nodes);
 });
+
+test('cluster: a worker at B that disconnects while it holds a job from A fails it at A with worker_disconnected within 100 ms', async (t) => {
+  const { nodes } = await startCluster(t, 2);
+  const [a, b] = nodes;
+  const w = await FakeAgent.connect(t, b.wsUrl, { concurrency: 1 });
+  await waitAnnounced(a, b, 'pool1', 1, 1);
+  // A short deadline: were the failure not forwarded, the job would end by it as timeout, in seconds.
+  const p = dispatch(a, 'acme', { pool: 'pool1', timeoutMs: 3000, request: req });
+  await w.nextJob();
+  const started = performance.now();
+  w.ws.terminate();
+  const r = await p;
+  const ms = performance.now() - started;
+  assert.equal(r.status, 502);
+  assert.equal(r.body.error.code, 'worker_disconnected');
+  assert.ok(ms <= 100, `failed at A ${ms.toFixed(0)} ms after the worker at B went`);
+  await waitAllEmpty(nodes);
+});
