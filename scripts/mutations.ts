@@ -476,8 +476,10 @@ export const MUTATIONS: Mutation[] = [
     name: 'cluster-chunking-off',
     promise: "messages over the NATS server's max_payload are cut into chunks and put back together",
     file: 'server/cluster/node-bus.ts',
-    search: 'const whole = wholeFrame(json, maxPayload);',
-    replace: "const whole = Buffer.from(`\\0${json}`, 'utf8');",
+    // Frames over max_payload silently not sent. (Publishing them whole instead hangs the
+    // event loop inside the NATS client: no test can name that, only the file's timeout.)
+    search: 'else for (const f of toFrames(Buffer.from(json), maxPayload,',
+    replace: 'else if (false) for (const f of toFrames(Buffer.from(json), maxPayload,',
     tests: ['test/cluster/transport.test.ts'],
     names: '^node bus: 5 MiB',
   },

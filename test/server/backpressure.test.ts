@@ -61,7 +61,9 @@ test('backpressure: a worker over the high-water mark takes no new job; when it 
 });
 
 test('backpressure: a worker that stays over the mark is dropped, its jobs fail worker_disconnected, and unsent bytes stay bounded', async (t) => {
-  const heartbeatMs = 1000;
+  // Long enough that a loaded machine answers the whole flood before the heartbeat drops the
+  // worker (after 2–3 intervals): the flood must meet a full queue, not an empty pool.
+  const heartbeatMs = 3000;
   const s = await startTestServer(t, { maxPayloadBytes: MAX_PAYLOAD, heartbeatMs, maxQueue: 50, maxWorkerConcurrency: 1024 });
   const sessions = trackSessions(s);
   const client = new HttpClient(s.url, 2000);
