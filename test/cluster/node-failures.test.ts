@@ -46,10 +46,11 @@ test('node killed with SIGKILL: its held and queued jobs fail at the arrival nod
   const w = await FakeAgent.connect(t, b.wsUrl, { concurrency: 1 });
   await waitUntil(() => a.router.listWorkers().length === 1, 1000, 'B worker listed at A');
   await waitUntil(() => (a.cluster!.membership.peer('b')?.pools.get('acme/pool1')?.freeSlots ?? 0) === 1, 2000, 'B pool announced');
-  const held = dispatch(a, 'acme', { pool: 'pool1', timeoutMs: 20_000, request: req });
+  // Deadlines well past the 3 s promise, yet short: jobs left to their deadline fail this test in seconds.
+  const held = dispatch(a, 'acme', { pool: 'pool1', timeoutMs: 10_000, request: req });
   await w.nextJob();
   await waitUntil(() => a.cluster!.membership.peer('b')?.pools.get('acme/pool1')?.freeSlots === 0, 2000, 'B full');
-  const queued = dispatch(a, 'acme', { pool: 'pool1', timeoutMs: 20_000, request: req });
+  const queued = dispatch(a, 'acme', { pool: 'pool1', timeoutMs: 10_000, request: req });
   await waitUntil(() => a.cluster!.clusterStats().atNodes === 1 && a.cluster!.clusterStats().arrivals === 2, 2000, 'both jobs at B');
 
   const t0 = Date.now();
