@@ -391,7 +391,7 @@ export const MUTATIONS: Mutation[] = [
     search: '  http.headersTimeout = config.headersTimeoutMs;\n',
     replace: '',
     tests: ['test/security/connections.test.ts'],
-    names: '^(defaults|slow headers): ',
+    names: '^(defaults|slow headers|slow body): ',
   },
   {
     name: 'request-timeout-unset',
@@ -400,7 +400,7 @@ export const MUTATIONS: Mutation[] = [
     search: '  http.requestTimeout = config.requestTimeoutMs;\n',
     replace: '',
     tests: ['test/security/connections.test.ts'],
-    names: '^(defaults|slow body): ',
+    names: '^(defaults|slow headers|slow body): ',
   },
   {
     name: 'console-query-values-shown',
