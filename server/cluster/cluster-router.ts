@@ -511,6 +511,8 @@ export class ClusterRouter implements Router {
   #finish(a: Arrival, outcome: Outcome): void {
     if (a.done) return;
     a.done = true;
+    // A timeout speaks of the caller's deadline, not of what was left of it where the job last ran.
+    if (!outcome.ok && outcome.error.code === 'timeout') outcome = { ...outcome, error: new FlowtestError('timeout', `no answer within ${a.timeoutMs} ms`) };
     this.#arrivals.delete(a.id);
     const node = a.remoteNode;
     this.#unplaceRemote(a);
