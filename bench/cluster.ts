@@ -61,7 +61,7 @@ export async function measureCluster(env: { target: BenchChild; loadgen: BenchCh
   let b: BenchChild | null = null;
   let agent: CliProcess | null = null;
   const startAgent = (node: BenchChild, concurrency: number) =>
-    startCli(['agent', '--server', (node.info.url as string).replace(/^http/, 'ws'), '--suite', SUITE, '--name', POOL, '--concurrency', String(concurrency)], {
+    startCli(['agent', '--server', (node.info.url as string).replace(/^http/, 'ws'), '--suite', SUITE, '--name', POOL, '--concurrency', String(concurrency), '--allow-host', '127.0.0.1'], {
       FLOWTEST_TOKEN: TOKENS.worker,
     });
   const listedAt = async (node: BenchChild): Promise<number> => {
