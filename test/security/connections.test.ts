@@ -80,12 +80,15 @@ test('slow body: a client that trickles its body is cut after --request-timeout-
 });
 
 test('a dispatch that waits longer than --request-timeout-ms for its worker still gets its answer', async (t) => {
-  const s = await startTestServer(t, { headersTimeoutMs: 200, requestTimeoutMs: 400 });
+  // Limits far above a loaded machine's event-loop stalls: Node's periodic check runs in the timers
+  // phase, before the poll phase reads a just-accepted connection's headers, so a stall longer than
+  // the headers timeout would expire a connection whose request is already in the kernel's buffer.
+  const s = await startTestServer(t, { headersTimeoutMs: 1_000, requestTimeoutMs: 1_200 });
   const agent = await FakeAgent.connect(t, s.wsUrl);
   const pending = dispatch(s, 'acme', { pool: 'pool1', request: { method: 'GET', url: 'http://127.0.0.1:9/' } });
   const job = await agent.nextJob();
   const started = performance.now();
-  await waitUntil(() => performance.now() - started > 1_500, 5_000, 'well past the request timeout');
+  await waitUntil(() => performance.now() - started > 2_500, 6_000, 'well past the request timeout');
   agent.reply(job.id);
   assert.equal((await pending).status, 200);
 });
