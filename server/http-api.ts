@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeJson } from '../shared/codec.ts';
 import { FlowtestError } from '../shared/errors.ts';
+import { fastDispatchRequest } from '../shared/hot-frames.ts';
 import { PROTOCOL_SCAN_LIMITS } from '../shared/json-scan.ts';
 import { NAME_PATTERN } from '../shared/limits.ts';
 import { dispatchRequestSchema } from '../shared/protocol.ts';
@@ -203,7 +204,7 @@ class HttpDispatch implements JobCaller {
     try {
       const body = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8');
       // Scanned before it is parsed: deep nesting or millions of tiny values are refused at the cost of one pass.
-      const parsed = decodeJson(dispatchRequestSchema, body, PROTOCOL_SCAN_LIMITS);
+      const parsed = decodeJson(dispatchRequestSchema, body, PROTOCOL_SCAN_LIMITS, fastDispatchRequest);
       if (!parsed.ok) return sendError(this.res, errorOf('invalid_request', parsed.reason));
       this.#jobId = this.deps.router.submit(this.suite, parsed.value, this);
       if (!this.#settled) this.res.on('close', this.#onClose);
