@@ -2,8 +2,8 @@
  * What every console sees: the router's events turned into one snapshot and a stream
  * of batched deltas, with a bounded log of ended jobs (masked) behind the feed.
  *
- * Cost to the router: the observer only records — an ended job is masked and cut to a
- * preview, a worker id is marked dirty — and never sends. Sending happens on the tick
+ * Cost to the router: the observer only records — an ended job is kept as reported (masked
+ * and cut to a preview when a console reads it), a worker id is marked dirty — and never sends. Sending happens on the tick
  * (every `tickMs`, only while a console is open): one delta is built and encoded once,
  * then written to each console whose socket is not backed up. A backed-up console gets
  * no delta, a `resync` notice instead, and a fresh snapshot once its socket drains, so
@@ -15,7 +15,7 @@ import type { DispatchRequest, DispatchSuccess, WorkerInfo } from '../../shared/
 import type { JobSummary, RouterEvent, RouterObserver } from '../router-events.ts';
 import type { ConsoleServerMessage, Counters, JobDetails, JobRow, WorkerGone } from './console-protocol.ts';
 import type { ConsoleOptions } from './console-options.ts';
-import { DEFAULT_PREVIEW_LIMITS, headerMask, recordJob, requestSize, rowOf } from './job-record.ts';
+import { DEFAULT_PREVIEW_LIMITS, detailsOfKept, headerMask, keepJob, requestSize, rowOfKept, type KeptJob } from './job-record.ts';
 import type { PoolStats } from '../router.ts';
 import { counters, PoolMemory, RateWindow } from './pool-view.ts';
 
@@ -60,9 +60,10 @@ export class ConsoleFeed {
   readonly #sinks = new Map<FeedSink, SinkState>();
 
   // Ended jobs: a ring of `feedSize` by sequence number, with an id index of the same entries.
+  // Kept as the router reported them; masked when a console reads them (job-record.ts).
   #seq = 0;
-  readonly #ring: (JobDetails | undefined)[];
-  readonly #byId = new Map<string, JobDetails>();
+  readonly #ring: (KeptJob | undefined)[];
+  readonly #byId = new Map<string, KeptJob>();
   /** Original requests of the newest failed jobs (never sent to a console), for Replay. */
   readonly #replay = new Map<string, { suite: string; dispatch: DispatchRequest }>();
 
@@ -132,8 +133,8 @@ export class ConsoleFeed {
 
   /** Details of a job still in the log (masked), or null. */
   details(id: string): JobDetails | null {
-    const d = this.#byId.get(id);
-    return d ? { ...d, replayable: this.#replay.has(id) } : null;
+    const k = this.#byId.get(id);
+    return k ? { ...detailsOfKept(k, DEFAULT_PREVIEW_LIMITS, this.#mask), replayable: this.#replay.has(id) } : null;
   }
 
   /** The original request of a failed job still kept for Replay. */
@@ -202,15 +203,15 @@ export class ConsoleFeed {
     this.#rates.record(Date.now(), failed);
     this.#pools.see(job.suite, job.pool);
     const replayable = failed && !job.remote && this.#options.replayKeep > 0 && requestSize(job) <= this.#options.replayMaxBytes;
-    const details = recordJob(seq, job, replayable, DEFAULT_PREVIEW_LIMITS, this.#mask);
+    const kept = keepJob(seq, job, replayable, DEFAULT_PREVIEW_LIMITS);
     const slot = seq % this.#ring.length;
     const evicted = this.#ring[slot];
     if (evicted) {
-      this.#byId.delete(evicted.id);
-      this.#replay.delete(evicted.id);
+      this.#byId.delete(evicted.job.id);
+      this.#replay.delete(evicted.job.id);
     }
-    this.#ring[slot] = details;
-    this.#byId.set(details.id, details);
+    this.#ring[slot] = kept;
+    this.#byId.set(job.id, kept);
     if (replayable) {
       this.#replay.set(job.id, { suite: job.suite, dispatch: { pool: job.pool, request: job.request } });
       if (this.#replay.size > this.#options.replayKeep) this.#replay.delete(this.#replay.keys().next().value as string);
@@ -222,8 +223,8 @@ export class ConsoleFeed {
     const from = Math.max(after + 1, this.#seq - this.#ring.length + 1, 1);
     const rows: JobRow[] = [];
     for (let seq = from; seq <= this.#seq; seq++) {
-      const d = this.#ring[seq % this.#ring.length];
-      if (d && d.seq === seq) rows.push(rowOf(d));
+      const k = this.#ring[seq % this.#ring.length];
+      if (k && k.seq === seq) rows.push(rowOfKept(k, DEFAULT_PREVIEW_LIMITS));
     }
     return rows;
   }

@@ -1,7 +1,8 @@
 /**
  * What the console may see of a job: header maps with credentials masked and bodies
  * cut to a preview. Masking happens here, on the server, so the browser never
- * receives a credential. Pure functions; the feed calls them once per ended job.
+ * receives a credential. The feed keeps each ended job as it came (`keepJob`) and masks
+ * it when a console reads it.
  */
 import type { Headers, HttpResponse } from '../../shared/protocol.ts';
 import type { JobSummary } from '../router-events.ts';
@@ -65,10 +66,29 @@ function cut(s: string, max: number): string {
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }
 
-/** Copies a header map with credentials masked and long values cut. */
+/** Whether `maskHeaders` would change anything in `headers`. */
+function needsMasking(headers: Headers, limits: PreviewLimits, mask: ReadonlySet<string>): boolean {
+  let n = 0;
+  for (const name in headers) {
+    if (++n > limits.maxHeaders || mask.has(name.toLowerCase())) return true;
+    const value = headers[name];
+    if (Array.isArray(value)) {
+      if (value.length > 20) return true;
+      for (const v of value) if (v.length > limits.headerValueChars) return true;
+    } else if (value.length > limits.headerValueChars) return true;
+  }
+  return false;
+}
+
+/**
+ * A header map with credentials masked and long values cut: a copy, or the map itself when
+ * nothing in it is masked or cut (the usual case; nobody writes to either). `mask` holds
+ * lower-case names (`headerMask`).
+ */
 export function maskHeaders(headers: Headers | undefined, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS, mask: ReadonlySet<string> = MASKED_HEADERS): MaskedHeaders {
+  if (!headers) return {};
+  if (!needsMasking(headers, limits, mask)) return headers;
   const out: MaskedHeaders = {};
-  if (!headers) return out;
   let n = 0;
   for (const [name, value] of Object.entries(headers)) {
     if (n++ >= limits.maxHeaders) break;
@@ -112,35 +132,97 @@ export function responseView(response: HttpResponse, limits: PreviewLimits = DEF
   };
 }
 
-/** The feed row and the details of an ended job. */
-export function recordJob(seq: number, job: JobSummary, replayable: boolean, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS, mask: ReadonlySet<string> = MASKED_HEADERS): JobDetails {
+/**
+ * An ended job as the console's log keeps it: the router's summary as it is, masked and
+ * previewed only when a console reads it (`rowOfKept` for the feed, `detailsOfKept` for a
+ * job's details) — most jobs are never looked at. A body longer than a preview, or binary,
+ * is previewed at once and not kept, so the log holds no more of a job than its details.
+ */
+export interface KeptJob {
+  readonly seq: number;
+  readonly replayable: boolean;
+  readonly job: JobSummary;
+  /** Previews made when the job was kept (the body is then gone from `job`). */
+  readonly requestBody?: BodyPreview;
+  readonly responseBody?: BodyPreview;
+  /** The feed row, made once by the first `rowOfKept`. */
+  row?: JobRow;
+}
+
+function bodyKept(body: string, encoding: 'utf8' | 'base64' | undefined, limits: PreviewLimits): boolean {
+  return encoding !== 'base64' && body.length <= limits.previewChars;
+}
+
+/** Keeps an ended job for the log: O(1) for a job whose bodies fit a preview. */
+export function keepJob(seq: number, job: JobSummary, replayable: boolean, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS): KeptJob {
   const req = job.request;
-  const row: JobRow = {
+  const res = job.response;
+  const reqBig = req.body !== undefined && !bodyKept(req.body, req.bodyEncoding, limits);
+  const resBig = res !== null && !bodyKept(res.body, res.bodyEncoding, limits);
+  if (!reqBig && !resBig) return { seq, replayable, job };
+  return {
     seq,
+    replayable,
+    job: { ...job, request: reqBig ? { ...req, body: '' } : req, response: resBig && res ? { ...res, body: '' } : res },
+    ...(reqBig ? { requestBody: previewBody(req.body!, req.bodyEncoding, headerValue(req.headers, 'content-type'), limits) } : {}),
+    ...(resBig && res ? { responseBody: previewBody(res.body, res.bodyEncoding, headerValue(res.headers, 'content-type'), limits) } : {}),
+  };
+}
+
+/**
+ * The URL of a kept job for its row. The router only holds URLs that passed the schema
+ * (absolute http(s), so they parse): one without `@`, `?` or `#` has no password, query or
+ * fragment and is shown as it is, with no parse.
+ */
+function rowUrl(url: string, limits: PreviewLimits): string {
+  const plain = !url.includes('@') && !url.includes('?') && !url.includes('#');
+  return cut(plain ? url : maskUrl(url), limits.urlChars);
+}
+
+/** The feed row of a kept job (made once, then reused by every tick and snapshot). */
+export function rowOfKept(k: KeptJob, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS): JobRow {
+  if (k.row) return k.row;
+  const job = k.job;
+  k.row = {
+    seq: k.seq,
     id: job.id,
     at: Math.round(job.acceptedAt),
     suite: job.suite,
     pool: job.pool,
     workerId: job.workerId,
-    method: req.method,
-    url: cut(maskUrl(req.url), limits.urlChars),
+    method: job.request.method,
+    url: rowUrl(job.request.url, limits),
     status: job.response?.status ?? null,
     outcome: job.outcome,
     durationMs: job.durationMs,
-    replayable,
+    replayable: k.replayable,
     ...(job.node !== undefined ? { node: job.node } : {}),
   };
+  return k.row;
+}
+
+/** The details of a kept job, masked and previewed. */
+export function detailsOfKept(k: KeptJob, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS, mask: ReadonlySet<string> = MASKED_HEADERS): JobDetails {
+  const row = rowOfKept(k, limits);
+  const { request: req, response: res, error } = k.job;
   return {
     ...row,
     request: {
       method: req.method,
       url: row.url,
       headers: maskHeaders(req.headers, limits, mask),
-      body: req.body === undefined ? null : previewBody(req.body, req.bodyEncoding, headerValue(req.headers, 'content-type'), limits),
+      body: req.body === undefined ? null : (k.requestBody ?? previewBody(req.body, req.bodyEncoding, headerValue(req.headers, 'content-type'), limits)),
     },
-    response: job.response ? responseView(job.response, limits, mask) : null,
-    error: job.error,
+    response: res
+      ? { status: res.status, headers: maskHeaders(res.headers, limits, mask), body: k.responseBody ?? previewBody(res.body, res.bodyEncoding, headerValue(res.headers, 'content-type'), limits) }
+      : null,
+    error,
   };
+}
+
+/** The feed row and the details of an ended job. */
+export function recordJob(seq: number, job: JobSummary, replayable: boolean, limits: PreviewLimits = DEFAULT_PREVIEW_LIMITS, mask: ReadonlySet<string> = MASKED_HEADERS): JobDetails {
+  return detailsOfKept(keepJob(seq, job, replayable, limits), limits, mask);
 }
 
 /** The row part of a details record (what the feed sends), field by field so nothing of the details slips into rows. */
