@@ -36,6 +36,8 @@ const BACKSLASH = 0x5c;
 const OPEN_BRACE = 0x7b;
 const OPEN_BRACKET = 0x5b;
 const COMMA = 0x2c;
+const CLOSE_BRACE = 0x7d;
+const CLOSE_BRACKET = 0x5d;
 
 /** Index of the quote that closes the string whose opening quote is at `open`, or -1. */
 function stringEnd(text: string, open: number): number {
@@ -74,11 +76,9 @@ export function scanJson(text: string, limits: ScanLimits = PROTOCOL_SCAN_LIMITS
   let topObject = false;
   let expectKey = false;
   let pendingKey: string | null = null;
-  // The regex engine skips whitespace, digits and literals natively; strings are skipped by indexOf.
-  const structural = /["{}[\],]/g;
-  let m: RegExpExecArray | null;
-  while ((m = structural.exec(text)) !== null) {
-    const i = m.index;
+  // One pass over the characters (no match objects); strings are skipped by indexOf.
+  const length = text.length;
+  for (let i = 0; i < length; i++) {
     const c = text.charCodeAt(i);
     if (c === QUOTE) {
       const end = stringEnd(text, i);
@@ -95,7 +95,7 @@ export function scanJson(text: string, limits: ScanLimits = PROTOCOL_SCAN_LIMITS
           pendingKey = null;
         }
       }
-      structural.lastIndex = end + 1;
+      i = end;
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       if (depth === 0) {
         topObject = c === OPEN_BRACE;
@@ -107,7 +107,7 @@ export function scanJson(text: string, limits: ScanLimits = PROTOCOL_SCAN_LIMITS
       depth += 1;
       if (depth > limits.maxDepth) return { ok: false, reason: `nested deeper than ${limits.maxDepth} levels` };
       if (++values > limits.maxValues) return { ok: false, reason: `more than ${limits.maxValues} values` };
-    } else {
+    } else if (c === COMMA || c === CLOSE_BRACE || c === CLOSE_BRACKET) {
       // A comma or a closing bracket ends a member: a wanted key still awaiting its value had a number, true, false or null.
       if (depth === 1 && pendingKey !== null) {
         fields.delete(pendingKey);
