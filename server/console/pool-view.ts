@@ -26,9 +26,15 @@ export function poolView(p: PoolStats): PoolView {
 export class PoolMemory {
   // Owner: the console feed. Insertion order is recency order (re-inserted on each sighting).
   readonly #seen = new Map<string, { suite: string; pool: string }>();
+  /** The most recent sighting: seeing it again changes nothing (every job of a busy pool does). */
+  #lastSuite: string | null = null;
+  #lastPool: string | null = null;
   constructor(readonly max: number) {}
 
   see(suite: string, pool: string): void {
+    if (suite === this.#lastSuite && pool === this.#lastPool) return;
+    this.#lastSuite = suite;
+    this.#lastPool = pool;
     const key = `${suite}/${pool}`;
     this.#seen.delete(key);
     this.#seen.set(key, { suite, pool });
