@@ -39,6 +39,11 @@ export interface HttpApiDeps {
 }
 
 const SUITE_ROUTE = /^\/v1\/suites\/([^/]+)\/(dispatch|workers)$/;
+/**
+ * A dispatch path as clients send it: a plain suite name, no query, nothing for the URL
+ * parser to normalize (no `%`, no dot segment) — its path is itself, its suite valid.
+ */
+const PLAIN_DISPATCH = /^\/v1\/suites\/([A-Za-z0-9][A-Za-z0-9._-]{0,63})\/dispatch$/;
 
 export function createHttpApi(deps: HttpApiDeps): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
@@ -57,6 +62,9 @@ function failed(deps: HttpApiDeps, res: ServerResponse, err: unknown): void {
 
 /** Synchronous to the point where a request waits (its body, the metrics text): no promise per request. */
 function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse): void {
+  // The hot route without a URL parse: what the parse and SUITE_ROUTE below would find for it.
+  const plain = req.method === 'POST' && req.url !== undefined ? PLAIN_DISPATCH.exec(req.url) : null;
+  if (plain) return dispatch(deps, req, res, plain[1], req.url!);
   const url = new URL(req.url ?? '/', 'http://localhost');
   const path = url.pathname;
 
@@ -88,7 +96,7 @@ function handle(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse): v
       return sendListing(deps, res, suite);
     }
     if (req.method !== 'POST') return methodNotAllowed(res, 'POST');
-    return dispatch(deps, req, res, suite);
+    return dispatch(deps, req, res, suite, pathOf(req));
   }
   if (deps.extraRoutes?.(req, res, url)) return;
   sendError(res, errorOf('not_found', `no route for ${req.method} ${path}`), true);
@@ -110,16 +118,24 @@ function decodePathSegment(segment: string): string | null {
   }
 }
 
+/** The request's path as refusals log it (its query may hold anything). */
+function pathOf(req: IncomingMessage): string | undefined {
+  const u = req.url;
+  if (u === undefined) return undefined;
+  const q = u.indexOf('?');
+  return q < 0 ? u : u.slice(0, q);
+}
+
 function methodNotAllowed(res: ServerResponse, allow: string): void {
   res.setHeader('allow', allow);
   sendError(res, errorOf('method_not_allowed', `use ${allow}`), true);
 }
 
 /** Answers 401/403/429 itself and returns false when the token may not do `access`. */
-function authorize(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, access: Access): boolean {
+function authorize(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, access: Access, path = pathOf(req)): boolean {
   if (deps.guard) {
     const address = deps.addresses ? deps.addresses.of(req) : (req.socket.remoteAddress ?? null);
-    const outcome = deps.guard.authenticate(bearerToken(req.headers.authorization), access, address, 'http', { path: req.url?.split('?')[0] });
+    const outcome = deps.guard.authenticate(bearerToken(req.headers.authorization), access, address, 'http', { path });
     if (outcome.ok) return true;
     if (outcome.retryAfterS !== undefined) res.setHeader('retry-after', String(outcome.retryAfterS));
     sendError(res, errorOf(outcome.kind, outcome.message), true);
@@ -127,26 +143,48 @@ function authorize(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse,
   }
   const decision = deps.tokens.check(bearerToken(req.headers.authorization), access);
   if (decision === 'ok') return true;
-  deps.refusals?.refused(decision, 'http', req.socket.remoteAddress, { path: req.url?.split('?')[0] });
+  deps.refusals?.refused(decision, 'http', req.socket.remoteAddress, { path });
   if (decision === 'unauthorized') sendError(res, errorOf('unauthorized', 'missing or unknown token'), true);
   else sendError(res, errorOf('forbidden', access.role === 'admin' ? 'an admin token is required' : `token not valid for suite ${access.suite}`), true);
   return false;
 }
 
-function dispatch(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, suite: string): void {
+function dispatch(deps: HttpApiDeps, req: IncomingMessage, res: ServerResponse, suite: string, path: string | undefined): void {
   if (deps.isShuttingDown()) return sendError(res, errorOf('shutting_down', 'the server is shutting down'), true);
-  if (!authorize(deps, req, res, { role: 'client', suite })) return;
+  if (!authorize(deps, req, res, { role: 'client', suite }, path)) return;
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > deps.maxPayloadBytes) return sendError(res, tooLarge(deps.maxPayloadBytes), true);
   new HttpDispatch(deps, req, res, suite).readBody();
+}
+
+/** The dispatch a request or response belongs to (set by HttpDispatch, read by the listeners below). */
+const DISPATCH = Symbol('flowtest.dispatch');
+type Carrier = { [DISPATCH]?: HttpDispatch };
+
+// Listeners shared by every dispatch (`this` is the request or the response): no closure per job.
+function onReqData(this: IncomingMessage, chunk: Buffer): void {
+  (this as Carrier)[DISPATCH]?.onData(chunk);
+}
+function onReqEnd(this: IncomingMessage): void {
+  (this as Carrier)[DISPATCH]?.onEnd();
+}
+function onReqError(this: IncomingMessage): void {
+  (this as Carrier)[DISPATCH]?.stopReading();
+}
+function onReqClose(this: IncomingMessage): void {
+  if (!this.complete) (this as Carrier)[DISPATCH]?.stopReading();
+}
+function onResClose(this: ServerResponse): void {
+  (this as Carrier)[DISPATCH]?.onClose();
 }
 
 /**
  * One dispatch over HTTP, from its body to its answer: it reads the body (up to the limit;
  * past it, drops what it read and answers 413 while the rest drains), submits the job and
  * is the job's caller — the router answers through `settle`. The client dropping its
- * connection before the answer ('close' on the response) cancels the job. Listeners are
- * fields bound once; no promise and no AbortController per job.
+ * connection before the answer ('close' on the response) cancels the job. The listeners
+ * are module functions that find their dispatch on the request and response: no promise,
+ * no AbortController and no closure per job.
  */
 class HttpDispatch implements JobCaller {
   #chunks: Buffer[] = [];
@@ -161,25 +199,28 @@ class HttpDispatch implements JobCaller {
     readonly req: IncomingMessage,
     readonly res: ServerResponse,
     readonly suite: string,
-  ) {}
+  ) {
+    (req as Carrier)[DISPATCH] = this;
+    (res as Carrier)[DISPATCH] = this;
+  }
 
   readBody(): void {
     const req = this.req;
-    req.on('data', this.#onData);
-    req.on('end', this.#onEnd);
-    req.on('error', this.#onAborted);
-    req.on('close', this.#onReqClose);
+    req.on('data', onReqData);
+    req.on('end', onReqEnd);
+    req.on('error', onReqError);
+    req.on('close', onReqClose);
   }
 
-  #stopReading(): void {
+  stopReading(): void {
     const req = this.req;
-    req.off('data', this.#onData);
-    req.off('end', this.#onEnd);
-    req.off('error', this.#onAborted);
-    req.off('close', this.#onReqClose);
+    req.off('data', onReqData);
+    req.off('end', onReqEnd);
+    req.off('error', onReqError);
+    req.off('close', onReqClose);
   }
 
-  readonly #onData = (chunk: Buffer): void => {
+  onData(chunk: Buffer): void {
     this.#size += chunk.length;
     if (this.#size <= this.deps.maxPayloadBytes) {
       this.#chunks.push(chunk);
@@ -187,18 +228,12 @@ class HttpDispatch implements JobCaller {
     }
     // Keep draining (and discarding) while the 413 goes out; its lingering close bounds how long.
     this.#chunks = [];
-    this.#stopReading();
+    this.stopReading();
     sendError(this.res, tooLarge(this.deps.maxPayloadBytes), true);
-  };
+  }
 
-  readonly #onAborted = (): void => this.#stopReading();
-
-  readonly #onReqClose = (): void => {
-    if (!this.req.complete) this.#stopReading();
-  };
-
-  readonly #onEnd = (): void => {
-    this.#stopReading();
+  onEnd(): void {
+    this.stopReading();
     const chunks = this.#chunks;
     this.#chunks = [];
     try {
@@ -207,21 +242,21 @@ class HttpDispatch implements JobCaller {
       const parsed = decodeJson(dispatchRequestSchema, body, PROTOCOL_SCAN_LIMITS, fastDispatchRequest);
       if (!parsed.ok) return sendError(this.res, errorOf('invalid_request', parsed.reason));
       this.#jobId = this.deps.router.submit(this.suite, parsed.value, this);
-      if (!this.#settled) this.res.on('close', this.#onClose);
+      if (!this.#settled) this.res.on('close', onResClose);
     } catch (err) {
       failed(this.deps, this.res, err);
     }
-  };
+  }
 
-  readonly #onClose = (): void => {
+  onClose(): void {
     if (this.#settled || this.res.writableFinished) return;
     this.#gone = true;
     if (this.#jobId !== null) this.deps.router.cancel(this.#jobId);
-  };
+  }
 
   settle(outcome: Outcome): void {
     this.#settled = true;
-    this.res.off('close', this.#onClose);
+    this.res.off('close', onResClose);
     if (this.#gone) return;
     try {
       if (outcome.ok) sendJson(this.res, 200, outcome.value);

@@ -6,9 +6,10 @@ import { ERROR_CODES, FlowtestError, type ErrorCode } from '../shared/errors.ts'
 /** How long a connection closed on an unread request body keeps discarding what still arrives. */
 export const LINGER_MS = 2000;
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, extraHeaders?: Record<string, string>): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...extraHeaders });
+  const headers = { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) };
+  res.writeHead(status, extraHeaders ? { ...headers, ...extraHeaders } : headers);
   res.end(text);
 }
 
@@ -22,7 +23,7 @@ export function sendError(res: ServerResponse, error: FlowtestError, bodyUnread 
     return;
   }
   if (bodyUnread) closeLingering(res);
-  sendJson(res, error.status, error.toJSON(), bodyUnread ? { connection: 'close' } : {});
+  sendJson(res, error.status, error.toJSON(), bodyUnread ? { connection: 'close' } : undefined);
 }
 
 /**

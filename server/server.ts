@@ -128,6 +128,11 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
   // Shutdown waits for them so that no answer is cut off mid-body.
   const openResponses = new Set<ServerResponse>();
   let onResponsesDone: (() => void) | null = null;
+  // One listener for every response ('close' comes once; the listener goes with the response).
+  function onResponseClose(this: ServerResponse): void {
+    openResponses.delete(this);
+    if (openResponses.size === 0) onResponsesDone?.();
+  }
   const http: Server = createServer({
     // Node checks headersTimeout/requestTimeout only this often (30 s by default), so a 10 s limit would really be 10–40 s.
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.headersTimeoutMs / 4))),
@@ -135,10 +140,7 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
     // While shutting down every answer closes its connection: nothing is kept alive.
     if (shuttingDown) res.setHeader('connection', 'close');
     openResponses.add(res);
-    res.once('close', () => {
-      openResponses.delete(res);
-      if (openResponses.size === 0) onResponsesDone?.();
-    });
+    res.on('close', onResponseClose);
     api(req, res);
   });
   // Node's defaults (60 s for headers, 300 s for a body) let a slow client hold a socket for minutes.
