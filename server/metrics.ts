@@ -7,7 +7,7 @@
  * dispatching to made-up names must not grow the scrape). Outcomes are error codes, and
  * disconnect reasons a fixed set.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { isErrorCode } from '../shared/errors.ts';
 
 /** The label value for a suite, pool or outcome that would make an unbounded series. */
@@ -66,10 +66,73 @@ export interface MetricsSource {
   clusterNodes?(): number;
 }
 
-/** The per-label-set children of the job metrics, looked up once and kept (hot path). */
-interface JobChildren {
-  total: Counter.Internal;
-  duration: Histogram.Internal<'suite' | 'pool' | 'outcome'>;
+/** Upper bounds (s) of the job duration histogram. */
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * One label set of the job metrics (labels already bounded). Counted here on the hot path —
+ * a few number additions — and handed to prom-client when it is scraped: prom-client's own
+ * children validate and hash their labels on every call.
+ */
+interface JobSeries {
+  readonly labels: { suite: string; pool: string; outcome: string };
+  /** The counter's child, looked up once; `uncounted` jobs are added to it at the next scrape. */
+  readonly total: Counter.Internal;
+  uncounted: number;
+  /** Observations per bucket (not cumulative); beyond the last bound only in `count`. */
+  readonly buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/**
+ * flowtest_job_duration_seconds, read from the job series at scrape time. It gives the
+ * registry what prom-client's Histogram gives it (same lines, same order).
+ */
+class JobDurationHistogram {
+  readonly name = 'flowtest_job_duration_seconds';
+  readonly help = 'Time from accepting a dispatch to answering it, by suite, pool and outcome';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly labelNames = ['suite', 'pool', 'outcome'];
+
+  constructor(readonly series: () => Iterable<JobSeries>) {}
+
+  async getForPromString(): Promise<{ name: string; help: string; type: string; values: object[]; aggregator: string }> {
+    const values: object[] = [];
+    const bucket = `${this.name}_bucket`;
+    for (const s of this.series()) {
+      let acc = 0;
+      for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+        acc += s.buckets[i];
+        values.push({ labels: { le: DURATION_BUCKETS[i] }, sharedLabels: s.labels, value: acc, metricName: bucket, exemplar: null });
+      }
+      values.push(
+        { labels: { le: '+Inf' }, sharedLabels: s.labels, value: s.count, metricName: bucket, exemplar: null },
+        { labels: {}, sharedLabels: s.labels, value: s.sum, metricName: `${this.name}_sum`, exemplar: undefined },
+        { labels: {}, sharedLabels: s.labels, value: s.count, metricName: `${this.name}_count`, exemplar: undefined },
+      );
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+
+  /** As prom-client's get(): each value's labels with the label set spread in. */
+  async get(): Promise<{ name: string; help: string; type: string; values: object[]; aggregator: string }> {
+    const data = await this.getForPromString();
+    data.values = data.values.map((v) => {
+      const { sharedLabels, labels, ...rest } = v as { sharedLabels: Record<string, string>; labels: Record<string, string | number> };
+      return { ...rest, labels: { ...labels, ...sharedLabels } };
+    });
+    return data;
+  }
+
+  reset(): void {}
+}
+
+/** Registers a metric that is not one of prom-client's classes (in field order, as theirs are). */
+function registered<M extends { name: string }>(registry: Registry, metric: M): M {
+  registry.registerMetric(metric as unknown as Metric);
+  return metric;
 }
 
 export class Metrics {
@@ -79,14 +142,10 @@ export class Metrics {
     help: 'Dispatches that ended, by suite, pool and outcome (ok or the error code)',
     labelNames: ['suite', 'pool', 'outcome'] as const,
     registers: [this.registry],
+    collect: () => this.#countJobs(),
   });
-  readonly jobDuration = new Histogram({
-    name: 'flowtest_job_duration_seconds',
-    help: 'Time from accepting a dispatch to answering it, by suite, pool and outcome',
-    labelNames: ['suite', 'pool', 'outcome'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-    registers: [this.registry],
-  });
+  /** Read from the job series at scrape time (JobDurationHistogram). */
+  readonly jobDuration = registered(this.registry, new JobDurationHistogram(() => this.#series.values()));
   readonly lateResults = new Counter({
     name: 'flowtest_late_results_total',
     help: 'Results for unknown or already finished jobs, dropped',
@@ -115,8 +174,10 @@ export class Metrics {
   /** Pools a worker has connected as, by suite (bounded by MAX_POOL_LABELS in all). */
   readonly #seenPools = new Map<string, Set<string>>();
   #seenPoolCount = 0;
-  /** Children by suite → pool → outcome (labels already bounded). Owner: jobEnded. */
-  readonly #jobChildren = new Map<string, Map<string, Map<string, JobChildren>>>();
+  /** Job series by their bounded labels (`suite/pool/outcome`), in the order first seen. Owner: jobEnded. */
+  readonly #series = new Map<string, JobSeries>();
+  /** The same series by the names jobEnded is called with, for names that are their own labels. */
+  readonly #jobChildren = new Map<string, Map<string, Map<string, JobSeries>>>();
 
   constructor(source: MetricsSource) {
     this.#source = source;
@@ -185,24 +246,45 @@ export class Metrics {
     this.#seenPoolCount += 1;
   }
 
-  /** Records a finished job. Hot path: one map walk to cached children once a label set is known. */
+  /** Records a finished job. Hot path: one map walk to its series once a label set is known, then a few additions. */
   jobEnded(suite: string, pool: string, outcome: string, seconds: number): void {
     let byPool = this.#jobChildren.get(suite);
     let byOutcome = byPool?.get(pool);
-    let children = byOutcome?.get(outcome);
-    if (!children) {
+    let series = byOutcome?.get(outcome);
+    if (!series) {
       const bounded = this.#poolLabels(suite, pool);
-      const label = { ...bounded, outcome: outcome === 'ok' || isErrorCode(outcome) ? outcome : OTHER_LABEL };
-      children = { total: this.jobsTotal.labels(label), duration: this.jobDuration.labels(label) };
+      const labels = { ...bounded, outcome: outcome === 'ok' || isErrorCode(outcome) ? outcome : OTHER_LABEL };
+      const key = `${labels.suite}/${labels.pool}/${labels.outcome}`;
+      series = this.#series.get(key);
+      if (!series) {
+        series = { labels, total: this.jobsTotal.labels(labels), uncounted: 0, buckets: new Float64Array(DURATION_BUCKETS.length), sum: 0, count: 0 };
+        this.#series.set(key, series);
+      }
       // Cache only label sets that name themselves: a made-up name would grow the cache, not the scrape.
-      if (bounded.suite === suite && bounded.pool === pool && label.outcome === outcome) {
+      if (bounded.suite === suite && bounded.pool === pool && labels.outcome === outcome) {
         if (!byPool) this.#jobChildren.set(suite, (byPool = new Map()));
         if (!byOutcome) byPool.set(pool, (byOutcome = new Map()));
-        byOutcome.set(outcome, children);
+        byOutcome.set(outcome, series);
       }
     }
-    children.total.inc();
-    children.duration.observe(seconds);
+    series.uncounted += 1;
+    for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+      if (seconds <= DURATION_BUCKETS[i]) {
+        series.buckets[i] += 1;
+        break;
+      }
+    }
+    series.sum += seconds;
+    series.count += 1;
+  }
+
+  /** The job counter's collect(): jobs counted since the last scrape go to prom-client. */
+  #countJobs(): void {
+    for (const s of this.#series.values()) {
+      if (s.uncounted === 0) continue;
+      s.total.inc(s.uncounted);
+      s.uncounted = 0;
+    }
   }
 
   /** Counts a worker socket accepted (and makes its pool a label). */
