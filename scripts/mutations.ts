@@ -99,8 +99,8 @@ export const MUTATIONS: Mutation[] = [
     name: 'heartbeat-interval-late',
     promise: 'pings go out every heartbeatMs, so the cut falls within 2 × heartbeat',
     file: 'server/worker-session.ts',
-    search: 'this.#nextTickAt = Math.max(this.#nextTickAt + hb, performance.now() + hb / 2);',
-    replace: 'this.#nextTickAt = Math.max(this.#nextTickAt + hb * 1.5, performance.now() + hb / 2);',
+    search: 'this.#nextTickAt = Math.max(this.#nextTickAt + hb, now + hb / 2);',
+    replace: 'this.#nextTickAt = Math.max(this.#nextTickAt + hb * 1.5, now + hb / 2);',
     tests: ['test/server/worker-gateway.test.ts'],
   },
   {

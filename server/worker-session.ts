@@ -271,12 +271,12 @@ export class WorkerSession implements WorkerHandle {
     const delay = Math.max(0, this.#nextTickAt - now);
     // Armed for a whole interval from now, the next tick would be this far behind the fixed rate.
     const drift = hb - delay;
-    if (drift <= Math.min(DRIFT_MS, hb / 200)) {
+    if (Math.abs(drift) <= Math.min(DRIFT_MS, hb / 200)) {
       if (this.#heartbeat && this.#armedMs === hb) this.#heartbeat.refresh();
       else this.#heartbeat = setTimeout(this.#tick, (this.#armedMs = hb));
       return;
     }
-    // Behind by more (late ticks added up, or a stalled loop): a timer for exactly the rest.
+    // Off by more (late ticks added up, a stalled loop): a timer for exactly the rest.
     this.#armedMs = delay;
     this.#heartbeat = setTimeout(this.#tick, delay);
   }
