@@ -161,19 +161,7 @@ export class ClusterRouter implements Router {
   /** Starts listening and announcing. */
   start(): void {
     this.bus.start((m) => this.#onMessage(m));
-    this.#workerSub = this.link.nc.subscribe(SUBJECTS.workers, {
-      callback: (err, msg) => {
-        if (err) return;
-        let parsed: unknown;
-        try {
-          parsed = msg.json();
-        } catch {
-          return;
-        }
-        const e = workerEventSchema.safeParse(parsed);
-        if (e.success) this.#onWorkerEvent(e.data);
-      },
-    });
+    this.#workerSub = this.link.subscribeJson(SUBJECTS.workers, workerEventSchema, (e) => this.#onWorkerEvent(e));
     this.#feed.start(
       () => this.#observers.size > 0 && this.#openConsoles() > 0,
       (job) => this.#emit({ kind: 'job-end', job }),

@@ -25,18 +25,8 @@ export class JobFeed {
 
   /** Reads other nodes' entries into `onJob` while `reading()` says a console is open here. */
   start(reading: () => boolean, onJob: (job: JobSummary) => void): void {
-    this.#sub = this.link.nc.subscribe(SUBJECTS.feed, {
-      callback: (err, msg) => {
-        if (err || !reading()) return;
-        let parsed: unknown;
-        try {
-          parsed = msg.json();
-        } catch {
-          return;
-        }
-        const f = feedEntrySchema.safeParse(parsed);
-        if (f.success && f.data.node !== this.nodeId) onJob({ ...f.data.job, node: f.data.node, remote: true });
-      },
+    this.#sub = this.link.subscribeJson(SUBJECTS.feed, feedEntrySchema, (f) => {
+      if (reading() && f.node !== this.nodeId) onJob({ ...f.job, node: f.node, remote: true });
     });
   }
 

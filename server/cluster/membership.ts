@@ -136,19 +136,7 @@ export class Membership {
           if (!err) msg.respond(this.options.nonce);
         },
       }),
-      nc.subscribe(SUBJECTS.announce, {
-        callback: (err, msg) => {
-          if (err) return;
-          let parsed: unknown;
-          try {
-            parsed = msg.json();
-          } catch {
-            return;
-          }
-          const a = announceSchema.safeParse(parsed);
-          if (a.success) this.#onAnnounce(a.data);
-        },
-      }),
+      this.link.subscribeJson(SUBJECTS.announce, announceSchema, (a) => this.#onAnnounce(a)),
     );
     this.#announce();
     this.#announceTimer = setInterval(() => this.#announce(), this.#announceMs);

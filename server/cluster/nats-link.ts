@@ -3,7 +3,8 @@
  * bounded wait, turns the client's status stream into a `connected` flag (for /readyz and
  * for routing: no connection, no remote node), and closes on shutdown.
  */
-import { connect, type NatsConnection, type Status } from '@nats-io/transport-node';
+import { connect, type NatsConnection, type Status, type Subscription } from '@nats-io/transport-node';
+import type { z } from 'zod';
 import type { Logger } from '../logger.ts';
 import { parseNatsUrls, redact } from './nats-urls.ts';
 
@@ -43,6 +44,27 @@ export class NatsLink {
     readonly nc: NatsConnection,
     readonly log: Logger,
   ) {}
+
+  /**
+   * Subscribes to `subject` and hands `onValue` each message that is JSON and matches
+   * `schema`; anything else is dropped, like any bad input at a boundary. The caller owns
+   * the returned subscription.
+   */
+  subscribeJson<S extends z.ZodType>(subject: string, schema: S, onValue: (value: z.infer<S>) => void): Subscription {
+    return this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) return;
+        let parsed: unknown;
+        try {
+          parsed = msg.json();
+        } catch {
+          return;
+        }
+        const r = schema.safeParse(parsed);
+        if (r.success) onValue(r.data);
+      },
+    });
+  }
 
   /** Connects (rejecting with a one-line Error when NATS cannot be reached in time). */
   static async open(options: NatsLinkOptions, log: Logger): Promise<NatsLink> {
