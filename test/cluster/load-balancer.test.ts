@@ -5,10 +5,7 @@
  * Skipped only outside CI when nginx is missing.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -18,9 +15,9 @@ import { freePort } from '../helpers/nats.ts';
 import { ROOT } from '../helpers/processes.ts';
 import { dispatch, getJson, TOKENS } from '../helpers/server.ts';
 import { metricSum } from '../helpers/metrics-text.ts';
+import { NGINX, startNginxProcess } from '../helpers/nginx.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
-const NGINX = '/usr/sbin/nginx';
 const skip = !existsSync(NGINX) && !process.env.CI ? 'nginx not installed (required when CI is set)' : false;
 
 test('cluster behind nginx: an agent through the upgrade, dispatches through the balancer reach it from either node', { skip }, async (t) => {
@@ -41,27 +38,7 @@ test('cluster behind nginx: an agent through the upgrade, dispatches through the
   conf = conf.replace('http {', `http {\n  access_log off;\n  client_body_temp_path ${dir}/body;\n  proxy_temp_path ${dir}/proxy;`);
   const confPath = join(dir, 'nginx.conf');
   writeFileSync(confPath, conf);
-  const child = spawn(NGINX, ['-p', dir, '-c', confPath, '-g', `daemon off; pid ${join(dir, 'nginx.pid')}; error_log ${join(dir, 'error.log')};`], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  const stderr: string[] = [];
-  child.stderr!.on('data', (c: Buffer) => stderr.push(String(c)));
-  const exited = once(child, 'exit');
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(-child.pid!, 'SIGKILL');
-      await exited;
-    }
-  });
-  await waitUntil(
-    () =>
-      new Promise<boolean>((resolve) => {
-        if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr.join('')}`);
-        const s = connect(port, '127.0.0.1');
-        s.once('connect', () => (s.destroy(), resolve(true)));
-        s.once('error', () => resolve(false));
-      }),
-    10_000,
-    'nginx to listen',
-  );
+  await startNginxProcess(t, dir, confPath, port, ` error_log ${join(dir, 'error.log')};`);
   const lb = { url: `http://127.0.0.1:${port}` };
 
   const w = await FakeAgent.connect(t, `ws://127.0.0.1:${port}`, { concurrency: 2 });

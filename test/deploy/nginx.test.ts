@@ -14,7 +14,7 @@ import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
-import { createServer, connect, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -24,9 +24,9 @@ import { metricSum } from '../helpers/metrics-text.ts';
 import { ROOT, startBin } from '../helpers/processes.ts';
 import { getJson, startTestServer, TOKENS } from '../helpers/server.ts';
 import { startTarget } from '../helpers/target.ts';
+import { NGINX, startNginxProcess } from '../helpers/nginx.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
-const NGINX = '/usr/sbin/nginx';
 const OPENSSL = '/usr/bin/openssl';
 const SHIPPED = join(ROOT, 'deploy', 'nginx', 'nginx.conf');
 const MiB = 1024 * 1024;
@@ -94,28 +94,7 @@ async function startNginx(t: TestContext, dir: string, conf: string, port: numbe
   writeFileSync(confPath, conf);
   const check = await run(NGINX, ['-t', '-p', dir, '-c', confPath, '-g', `pid ${join(dir, 'nginx-t.pid')};`]);
   assert.equal(check.code, 0, `nginx -t: ${check.stderr}`);
-  // Its own process group, so that the cleanup takes the workers too.
-  const child = spawn(NGINX, ['-p', dir, '-c', confPath, '-g', `daemon off; pid ${join(dir, 'nginx.pid')};`], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  const stderr: string[] = [];
-  child.stderr!.on('data', (c: Buffer) => stderr.push(c.toString('utf8')));
-  const exited = once(child, 'exit');
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(-child.pid!, 'SIGKILL');
-      await exited;
-    }
-  });
-  await waitUntil(
-    () =>
-      new Promise<boolean>((resolve) => {
-        if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr.join('')}`);
-        const socket = connect(port, '127.0.0.1');
-        socket.once('connect', () => (socket.destroy(), resolve(true)));
-        socket.once('error', () => resolve(false));
-      }),
-    15_000,
-    'nginx to listen',
-  );
+  await startNginxProcess(t, dir, confPath, port);
 }
 
 function httpsGet(url: string, ca: Buffer): Promise<{ status: number; body: string }> {
