@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { startCluster } from '../helpers/cluster-nodes.ts';
 import { FakeAgent } from '../helpers/fake-agent.ts';
-import { freePort } from '../helpers/nats.ts';
+import { freePort } from '../helpers/free-port.ts';
 import { ROOT } from '../helpers/processes.ts';
 import { dispatch, getJson, TOKENS } from '../helpers/server.ts';
 import { metricSum } from '../helpers/metrics-text.ts';

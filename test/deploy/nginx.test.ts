@@ -14,7 +14,6 @@ import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -24,6 +23,7 @@ import { metricSum } from '../helpers/metrics-text.ts';
 import { ROOT, startBin } from '../helpers/processes.ts';
 import { getJson, startTestServer, TOKENS } from '../helpers/server.ts';
 import { startTarget } from '../helpers/target.ts';
+import { freePort } from '../helpers/free-port.ts';
 import { NGINX, startNginxProcess } from '../helpers/nginx.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -52,14 +52,6 @@ async function mustRun(command: string, args: string[], cwd: string): Promise<vo
   assert.equal(r.code, 0, `${command} ${args.join(' ')}: ${r.stderr}`);
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** A CA and a certificate for 127.0.0.1 and localhost signed by it, valid for a day. */
 async function makeCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { connect as netConnect, createServer } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import type { TestContext } from 'node:test';
 
 export const NATS_SERVER_BIN = process.env.FLOWTEST_NATS_SERVER ?? '/usr/sbin/nats-server';
@@ -25,15 +25,7 @@ export interface NatsServerProc {
   restart(): Promise<void>;
 }
 
-/** A free TCP port on 127.0.0.1 (bound then released; nats-server takes it right after). */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
+import { freePort } from './free-port.ts';
 
 /** Resolves once a TCP connection to the port succeeds and the server sends its INFO line. */
 async function waitAccepting(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
