@@ -12,8 +12,6 @@
  * name, and FLOWTEST_CHAOS_SEED=N replays it.
  */
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { ERROR_CODES, type ErrorCode } from '../../shared/errors.ts';
 import { errorBodySchema } from '../../shared/protocol.ts';
@@ -24,6 +22,7 @@ import { rng, seedFrom } from '../helpers/prng.ts';
 import { startCli, type Proc } from '../helpers/processes.ts';
 import { TOKENS } from '../helpers/server.ts';
 import { waitUntil, within } from '../helpers/wait.ts';
+import { startFaultTarget } from './fault-target.ts';
 import { ChaosProxy } from './proxy.ts';
 import { localPortsOf } from './socket-owner.ts';
 
@@ -57,41 +56,7 @@ test(`chaos: random faults while dispatching (seed ${seed}; replay with FLOWTEST
   const tokensFile = writeTokensFile(t);
 
   // The target: answers by the fault named in the query, counts every job id it sees.
-  const seen = new Map<string, number>();
-  /** Job id → the client port of its request at the target (the port of the agent that holds it). */
-  const requestPorts = new Map<string, number>();
-  const slowTimers = new Set<NodeJS.Timeout>(); // owned here, cleared when answered, dropped or closed
-  const target = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    const id = url.pathname.split('/')[2] ?? '';
-    seen.set(id, (seen.get(id) ?? 0) + 1);
-    if (req.socket.remotePort !== undefined) requestPorts.set(id, req.socket.remotePort);
-    req.resume();
-    const fault = url.searchParams.get('fault');
-    if (fault === 'ok') res.end(id);
-    else if (fault === 'slow') {
-      const timer = setTimeout(() => {
-        slowTimers.delete(timer);
-        res.end(id);
-      }, Number(url.searchParams.get('ms')));
-      slowTimers.add(timer);
-      res.on('close', () => {
-        clearTimeout(timer);
-        slowTimers.delete(timer);
-      });
-    } else if (fault === 'reset') req.socket.resetAndDestroy();
-    else if (fault === 'reset-mid') {
-      res.writeHead(200, { 'content-length': '1000' });
-      res.write('partial', () => req.socket.resetAndDestroy());
-    } // hang: never answers
-  });
-  await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
-  t.after(async () => {
-    for (const timer of slowTimers) clearTimeout(timer);
-    target.closeAllConnections();
-    await new Promise((resolve) => target.close(resolve));
-  });
-  const targetUrl = `http://127.0.0.1:${(target.address() as AddressInfo).port}`;
+  const { url: targetUrl, seen, requestPorts } = await startFaultTarget(t);
 
   const startServerProc = async () => {
     const proc = startCli(t, ['server', '--host', '127.0.0.1', '--port', '0', '--tokens-file', tokensFile, '--heartbeat-ms', String(HEARTBEAT_MS), '--shutdown-grace-ms', '500'], { FLOWTEST_LOG_LEVEL: 'info' });

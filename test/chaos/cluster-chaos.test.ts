@@ -16,8 +16,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { ERROR_CODES, type ErrorCode } from '../../shared/errors.ts';
 import { errorBodySchema } from '../../shared/protocol.ts';
@@ -29,6 +27,7 @@ import { startCli, type Proc } from '../helpers/processes.ts';
 import { TOKENS } from '../helpers/server.ts';
 import { metricSum } from '../helpers/metrics-text.ts';
 import { waitUntil } from '../helpers/wait.ts';
+import { startFaultTarget } from './fault-target.ts';
 
 const seed = seedFrom('FLOWTEST_CHAOS_SEED');
 const RUN_MS = 10_000;
@@ -72,34 +71,7 @@ const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 test(`cluster chaos: nodes, agents and NATS killed and frozen while dispatching (seed ${seed}; replay with FLOWTEST_CHAOS_SEED=${seed})`, async (t) => {
   t.diagnostic(`seed ${seed}`);
   const tokensFile = writeTokensFile(t);
-  const seen = new Map<string, number>();
-  const slowTimers = new Set<NodeJS.Timeout>(); // owned here, cleared when answered, dropped or closed
-  const target = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    const id = url.pathname.split('/')[2] ?? '';
-    seen.set(id, (seen.get(id) ?? 0) + 1);
-    req.resume();
-    const fault = url.searchParams.get('fault');
-    if (fault === 'ok') res.end(id);
-    else if (fault === 'slow') {
-      const timer = setTimeout(() => {
-        slowTimers.delete(timer);
-        res.end(id);
-      }, Number(url.searchParams.get('ms')));
-      slowTimers.add(timer);
-      res.on('close', () => {
-        clearTimeout(timer);
-        slowTimers.delete(timer);
-      });
-    } // hang: never answers
-  });
-  await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
-  t.after(async () => {
-    for (const timer of slowTimers) clearTimeout(timer);
-    target.closeAllConnections();
-    await new Promise((resolve) => target.close(resolve));
-  });
-  const targetUrl = `http://127.0.0.1:${(target.address() as AddressInfo).port}`;
+  const { url: targetUrl, seen } = await startFaultTarget(t);
 
   const nats = await startNats(t);
   const clients: HttpClient[] = [];
