@@ -9,14 +9,11 @@
  */
 import { AGENT_ERROR_CODES } from './errors.ts';
 import { BOUNDS, NAME_PATTERN } from './limits.ts';
+import { BASE64, isHttpUrl, MAX_HEADER_VALUE_CHARS as MAX_HEADER_VALUE, MAX_URL_CHARS as MAX_URL, TOKEN } from './protocol.ts';
 import type { AgentError, DispatchRequest, Headers, HttpRequest, HttpResponse, JobFrame, ResultFrame } from './protocol.ts';
 
 // The patterns of protocol.ts, repeated: a change there must be made here too (the property test says so).
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const CRLF_NUL = /[\r\n\0]/;
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-const MAX_HEADER_VALUE = 64 * 1024;
-const MAX_URL = 16 * 1024;
 const AGENT_CODES: ReadonlySet<string> = new Set(AGENT_ERROR_CODES);
 
 type Plain = Record<string, unknown>;
@@ -71,15 +68,6 @@ function headers(v: unknown, maxLines: number): Headers | undefined {
     } else return undefined;
   }
   return lines <= maxLines ? out : undefined;
-}
-
-function isHttpUrl(u: string): boolean {
-  try {
-    const { protocol } = new URL(u);
-    return protocol === 'http:' || protocol === 'https:';
-  } catch {
-    return false;
-  }
 }
 
 const REQUEST_KEYS: ReadonlySet<string> = new Set(['method', 'url', 'headers', 'body', 'bodyEncoding']);

@@ -10,8 +10,11 @@ export const nameSchema = z.string().regex(NAME_PATTERN, 'must match ^[A-Za-z0-9
 export const idSchema = z.string().min(1).max(64);
 
 // RFC 9110 token for header names and methods; values must not smuggle CR, LF or NUL.
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const headerValue = z.string().max(64 * 1024).regex(/^[^\r\n\0]*$/, 'must not contain CR, LF or NUL');
+/** An HTTP token (a method or a header name). */
+export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+export const MAX_HEADER_VALUE_CHARS = 64 * 1024;
+export const MAX_URL_CHARS = 16 * 1024;
+const headerValue = z.string().max(MAX_HEADER_VALUE_CHARS).regex(/^[^\r\n\0]*$/, 'must not contain CR, LF or NUL');
 export const headersSchema = z.record(
   z.string().regex(TOKEN, 'header name must be an HTTP token'),
   z.union([headerValue, z.array(headerValue)]),
@@ -40,10 +43,10 @@ export const requestHeadersSchema = z
 
 export const bodyEncodingSchema = z.enum(['utf8', 'base64']);
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+export const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** One parse per URL: this runs on every dispatch and every job. */
-function isHttpUrl(u: string): boolean {
+export function isHttpUrl(u: string): boolean {
   try {
     const { protocol } = new URL(u);
     return protocol === 'http:' || protocol === 'https:';
@@ -56,7 +59,7 @@ function isHttpUrl(u: string): boolean {
 export const httpRequestSchema = z
   .strictObject({
     method: z.string().max(32).regex(TOKEN, 'must be an HTTP method token'),
-    url: z.string().max(16 * 1024).refine(isHttpUrl, 'must be an absolute http:// or https:// URL'),
+    url: z.string().max(MAX_URL_CHARS).refine(isHttpUrl, 'must be an absolute http:// or https:// URL'),
     headers: requestHeadersSchema.optional(),
     body: z.string().optional(),
     bodyEncoding: bodyEncodingSchema.optional(),
