@@ -59,6 +59,16 @@ const print = (title: string, text: string) => {
   process.stdout.write(block);
 };
 
+/** The dispatch and cluster sections measure the same load, so their tables compare. */
+const loadShape = {
+  concurrencies: [1, 16, 64],
+  // The machine is shared: more repetitions in the full run steady the medians.
+  reps: quick ? 3 : 5,
+  warmupMs: quick ? 150 : 250,
+  windowMs: quick ? 600 : 1500,
+  agentConcurrency: 64,
+};
+
 try {
   const [target, loadgen] = await Promise.all([startChild('target', 'procs/target.ts'), startChild('load generator', 'procs/load-generator.ts')]);
   try {
@@ -68,14 +78,7 @@ try {
       noise = startNoiseMeter();
       try {
         if (phase === 'dispatch') {
-          const report = await measureDispatch({ target, loadgen }, {
-            concurrencies: [1, 16, 64],
-            // The machine is shared: more repetitions in the full run steady the medians.
-            reps: quick ? 3 : 5,
-            warmupMs: quick ? 150 : 250,
-            windowMs: quick ? 600 : 1500,
-            agentConcurrency: 64,
-          });
+          const report = await measureDispatch({ target, loadgen }, loadShape);
           print('1. Dispatch throughput and latency', report.text);
         } else if (phase === 'profile') {
           const report = await measureProfile({ target, loadgen }, { concurrency: 16, warmupMs: quick ? 500 : 1000, windowMs: quick ? 2500 : 5000, outDir });
@@ -84,14 +87,7 @@ try {
           const report = await measureFailure({ target, loadgen }, { reps: 3, jobsInFlight: 50, heartbeatMs: 1000 });
           print('3. Failure timing', report.text);
         } else if (phase === 'cluster') {
-          const report = await measureCluster({ target, loadgen }, {
-            concurrencies: [1, 16, 64],
-            reps: quick ? 3 : 5,
-            warmupMs: quick ? 150 : 250,
-            windowMs: quick ? 600 : 1500,
-            agentConcurrency: 64,
-            jobsInFlight: 20,
-          });
+          const report = await measureCluster({ target, loadgen }, { ...loadShape, jobsInFlight: 20 });
           print('5. Cluster: the cross-node hop', report.text);
         } else if (phase === 'scale') {
           // As many workers as fit under the open-files limit, leaving room for the server's own files.
