@@ -7,6 +7,7 @@
 import { FlowtestError } from '../shared/errors.ts';
 import type { Job } from './job.ts';
 import type { Outcome } from './router.ts';
+import { EmptyWait } from './empty-wait.ts';
 
 /** What the table asks of placement when a job ends. */
 export interface JobRelease {
@@ -21,8 +22,8 @@ export interface JobRelease {
 export class PendingJobs {
   /** Owner of every accepted job until it ends. */
   readonly #jobs = new Map<string, Job>();
-  /** Set while someone waits for the table to empty (shutdown); called when it does. */
-  #onIdle: (() => void) | null = null;
+  /** Shutdown's wait for the table to empty. */
+  readonly #emptyWait = new EmptyWait();
 
   constructor(readonly placement: JobRelease) {}
 
@@ -60,19 +61,12 @@ export class PendingJobs {
     this.placement.jobEnding(job, outcome);
     job.state = 'done';
     job.caller.settle(outcome);
-    if (this.#jobs.size === 0) this.#onIdle?.();
+    if (this.#jobs.size === 0) this.#emptyWait.emptied();
     return true;
   }
 
   /** Resolves once the table is empty, or after `ms`. */
-  async idle(ms: number): Promise<void> {
-    if (this.#jobs.size === 0 || ms <= 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await new Promise<void>((resolve) => {
-      this.#onIdle = resolve;
-      timer = setTimeout(resolve, ms);
-    });
-    clearTimeout(timer);
-    this.#onIdle = null;
+  idle(ms: number): Promise<void> {
+    return this.#emptyWait.until(this.#jobs.size === 0, ms);
   }
 }

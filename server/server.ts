@@ -25,6 +25,7 @@ import { reloadTokens, TokenSessions, type ReloadResult } from './token-reload.t
 import type { ClusterRouter } from './cluster/cluster-router.ts';
 import { WorkerGateway } from './worker-gateway.ts';
 import { WorkerRegistry } from './worker-registry.ts';
+import { EmptyWait } from './empty-wait.ts';
 
 /** How long shutdown lets answers already being written finish before cutting their connections. */
 const RESPONSE_FLUSH_MS = 10_000;
@@ -127,11 +128,11 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
   // Responses not yet finished; owner: this handler (added here, removed on 'close').
   // Shutdown waits for them so that no answer is cut off mid-body.
   const openResponses = new Set<ServerResponse>();
-  let onResponsesDone: (() => void) | null = null;
+  const responsesWait = new EmptyWait();
   // One listener for every response ('close' comes once; the listener goes with the response).
   function onResponseClose(this: ServerResponse): void {
     openResponses.delete(this);
-    if (openResponses.size === 0) onResponsesDone?.();
+    if (openResponses.size === 0) responsesWait.emptied();
   }
   const http: Server = createServer({
     // Node checks headersTimeout/requestTimeout only this often (30 s by default), so a 10 s limit would really be 10–40 s.
@@ -200,15 +201,7 @@ export async function startServer(options: ServerOptions, start: StartOptions = 
       await router.shutdown(config.shutdownGraceMs);
       workers.closeAll(1001, 'server shutting down');
       gateway.close();
-      if (openResponses.size > 0) {
-        let flush: NodeJS.Timeout | undefined;
-        await new Promise<void>((resolve) => {
-          onResponsesDone = resolve;
-          flush = setTimeout(resolve, RESPONSE_FLUSH_MS);
-        });
-        clearTimeout(flush);
-        onResponsesDone = null;
-      }
+      await responsesWait.until(openResponses.size === 0, RESPONSE_FLUSH_MS);
       const listenerClosed = new Promise<void>((resolve) => http.close(() => resolve()));
       http.closeAllConnections();
       await consoleClosed;

@@ -26,6 +26,7 @@ import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import { poolKey } from '../pool.ts';
 import type { JobSummary, RouterEvent, RouterObserver } from '../router-events.ts';
+import { EmptyWait } from '../empty-wait.ts';
 import { dispatchWithSignal, type JobCaller, type Outcome, type PoolStats, type Router, type RouterStats, type WorkerHandle } from '../router.ts';
 import { SUBJECTS, workerEventSchema, type InboxMessage, type PoolAnnounce, type WorkerEvent } from './cluster-protocol.ts';
 import { FreshListings } from './fresh-listings.ts';
@@ -105,7 +106,8 @@ export class ClusterRouter implements Router {
   readonly #listings: FreshListings;
   /** Consoles open on this node (set by the server once its console gateway exists). */
   #openConsoles: () => number = () => 0;
-  #onArrivalsIdle: (() => void) | null = null;
+  /** Shutdown's wait for the remote arrivals to end. */
+  readonly #arrivalsWait = new EmptyWait();
 
   constructor(
     readonly inner: LocalRouter,
@@ -333,7 +335,7 @@ export class ClusterRouter implements Router {
     if (this.#shuttingDown) return;
     this.#shuttingDown = true;
     this.membership.beginLeave();
-    const remoteIdle = this.#remoteArrivalsIdle(graceMs);
+    const remoteIdle = this.#arrivalsWait.until(this.#atNode.size === 0, graceMs);
     await this.inner.shutdown(graceMs);
     await remoteIdle;
     for (const a of [...this.#arrivals.values()]) {
@@ -358,17 +360,6 @@ export class ClusterRouter implements Router {
     this.#listings.close();
     this.#sentSince.clear();
     await this.link.close();
-  }
-
-  async #remoteArrivalsIdle(ms: number): Promise<void> {
-    if (this.#atNode.size === 0 || ms <= 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await new Promise<void>((resolve) => {
-      this.#onArrivalsIdle = resolve;
-      timer = setTimeout(resolve, ms);
-    });
-    clearTimeout(timer);
-    this.#onArrivalsIdle = null;
   }
 
   // ---- routing (arrival node) ----
@@ -492,7 +483,7 @@ export class ClusterRouter implements Router {
     const set = this.#atNode.get(node);
     set?.delete(a);
     if (set?.size === 0) this.#atNode.delete(node);
-    if (this.#atNode.size === 0) this.#onArrivalsIdle?.();
+    if (this.#atNode.size === 0) this.#arrivalsWait.emptied();
   }
 
   /** The one way an arrival ends: answered once, counted once, every table left. */
